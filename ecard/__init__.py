@@ -1,0 +1,1 @@
+"""ecard: the backend of the electronic social security card."""

@@ -1,0 +1,18 @@
+"""Signed dynamic codes and the issuer keys behind them."""
+
+from ecard.codes.http import CodeController
+from ecard.codes.keys import IssuerKey, KeyRing, kid_of
+from ecard.codes.service import CodeIssuer
+from ecard.codes.token import PREFIX, Token, check_signature, decode
+
+__all__ = [
+    "PREFIX",
+    "CodeController",
+    "CodeIssuer",
+    "IssuerKey",
+    "KeyRing",
+    "Token",
+    "check_signature",
+    "decode",
+    "kid_of",
+]

@@ -1,0 +1,80 @@
+"""HTTP for dynamic codes (devices) and the published issuer keys (everyone)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import msgspec
+from litestar import Controller, MediaType, Request, Response, get, post
+
+from ecard.clients import ClientKind, Principal
+from ecard.clients.http import SIGNED_PROBLEMS, signed_by
+from ecard.codes import qr
+from ecard.codes.keys import KeyRing
+from ecard.codes.service import CodeIssuer
+from ecard.kit.clock import iso
+from ecard.kit.problems import problems
+from ecard.ops.metrics import CODES_ISSUED
+
+
+class CodeAnswer(msgspec.Struct):
+    code: str
+    expires_at: str
+    refresh_after: str
+
+
+class CodeRequest(msgspec.Struct, forbid_unknown_fields=True):
+    pass
+
+
+class KeySet(msgspec.Struct):
+    issuer: str
+    keys: list[dict[str, Any]]
+
+
+class CodeController(Controller):
+    path = "/v1"
+    tags = ["codes"]  # noqa: RUF012
+
+    @post(
+        "/codes",
+        status_code=201,
+        dependencies={"principal": signed_by(ClientKind.DEVICE)},
+        summary="Mint a dynamic code (JSON, or the QR itself with Accept: image/png or image/svg+xml)",
+        responses=problems(*SIGNED_PROBLEMS, "card_suspended", "card_cancelled"),
+    )
+    async def mint(self, request: Request[Any, Any, Any], principal: Principal) -> Response[Any]:
+        body = await request.body()
+        if body.strip() and body.strip() != b"{}":
+            msgspec.json.decode(body, type=CodeRequest)
+        issuer: CodeIssuer = request.app.state.code_issuer
+        issued = await issuer.issue(principal)
+        accept = request.headers.get("accept", "")
+        if "image/png" in accept:
+            CODES_ISSUED.labels(format="png").inc()
+            return Response(
+                content=qr.png(issued.code),
+                media_type="image/png",
+                status_code=201,
+                headers={"Ecard-Code-Expires": iso(issued.expires_at), "Cache-Control": "no-store"},
+            )
+        if "image/svg+xml" in accept:
+            CODES_ISSUED.labels(format="svg").inc()
+            return Response(
+                content=qr.svg(issued.code),
+                media_type="image/svg+xml",
+                status_code=201,
+                headers={"Ecard-Code-Expires": iso(issued.expires_at), "Cache-Control": "no-store"},
+            )
+        CODES_ISSUED.labels(format="json").inc()
+        return Response(
+            content=CodeAnswer(issued.code, iso(issued.expires_at), iso(issued.refresh_after)),
+            media_type=MediaType.JSON,
+            status_code=201,
+            headers={"Cache-Control": "no-store"},
+        )
+
+    @get("/issuer/keys", summary="The issuer's code-signing keys (JWK set with COSE kids)")
+    async def keys(self, request: Request[Any, Any, Any]) -> KeySet:
+        ring: KeyRing = request.app.state.key_ring
+        return KeySet(issuer=ring.issuer, keys=ring.published())

@@ -1,0 +1,209 @@
+"""The issuer's code-signing keys: made on first start, rotated without downtime, revocable at once."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import time
+from dataclasses import dataclass
+
+import asyncpg
+import redis.asyncio as aioredis
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ed25519
+
+from ecard.codes import store
+from ecard.kit.clock import Clock, iso, to_datetime
+from ecard.kit.crypto import Keys, b64u, b64u_decode
+from ecard.kit.infra import Conn
+from ecard.kit.problems import Refusal
+
+_KEY_LOCK = 0x6B657973
+REFRESH_S = 5.0
+MISS_REFRESH_S = 0.5
+
+
+def kid_of(public_raw: bytes) -> bytes:
+    """The 8-byte COSE kid: the first 8 bytes of SHA-256 of the raw public key."""
+    return hashlib.sha256(public_raw).digest()[:8]
+
+
+def _raw_public(key: ed25519.Ed25519PrivateKey) -> bytes:
+    return key.public_key().public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
+
+
+def _raw_private(key: ed25519.Ed25519PrivateKey) -> bytes:
+    return key.private_bytes(serialization.Encoding.Raw, serialization.PrivateFormat.Raw, serialization.NoEncryption())
+
+
+@dataclass(frozen=True)
+class IssuerKey:
+    kid: bytes
+    public: ed25519.Ed25519PublicKey
+    public_raw: bytes
+    private: ed25519.Ed25519PrivateKey | None
+    status: str
+    not_before: float
+    not_after: float | None
+
+
+class KeyRing:
+    """Every worker's view of the issuer keys, refreshed from PostgreSQL; revocation is also flagged in Redis."""
+
+    def __init__(
+        self,
+        pool: asyncpg.Pool,
+        redis: aioredis.Redis,
+        keys: Keys,
+        clock: Clock,
+        prefix: str,
+        issuer: str,
+        code_ttl_s: int,
+        skew_s: int,
+        env_private_key: str | None = None,
+    ) -> None:
+        self._pool = pool
+        self._redis = redis
+        self._keys = keys
+        self._clock = clock
+        self._prefix = prefix
+        self._issuer = issuer
+        self._grace_s = code_ttl_s + skew_s
+        self._env_key = (
+            ed25519.Ed25519PrivateKey.from_private_bytes(b64u_decode(env_private_key)) if env_private_key else None
+        )
+        self._by_kid: dict[bytes, IssuerKey] = {}
+        self._active: IssuerKey | None = None
+        self._loaded_at = float("-inf")
+        self._lock = asyncio.Lock()
+
+    def revoked_flag(self, kid: bytes) -> str:
+        return f"{self._prefix}revoked-kid:{kid.hex()}"
+
+    async def ensure_active(self) -> None:
+        """Make sure an active key exists (the environment's, else a new one); safe from many workers at once."""
+        async with self._pool.acquire() as conn, conn.transaction():
+            await conn.execute("SELECT pg_advisory_xact_lock($1)", _KEY_LOCK)
+            rows = await store.all_keys(conn)
+            if self._env_key is not None:
+                public_raw = _raw_public(self._env_key)
+                kid = kid_of(public_raw)
+                if not any(bytes(r["kid"]) == kid and r["status"] == "active" for r in rows):
+                    if any(bytes(r["kid"]) == kid and r["status"] == "revoked" for r in rows):
+                        raise RuntimeError("ECARD_ISSUER_SIGNING_KEY names a revoked key")
+                    await store.insert_active(
+                        conn, kid, public_raw, None, to_datetime(self._clock.now() + self._grace_s)
+                    )
+            elif not any(r["status"] == "active" for r in rows):
+                await self._insert_new(conn)
+        await self.refresh()
+
+    async def _insert_new(self, conn: Conn) -> bytes:
+        private = ed25519.Ed25519PrivateKey.generate()
+        public_raw = _raw_public(private)
+        kid = kid_of(public_raw)
+        sealed = self._keys.wrap_secret(_raw_private(private), f"issuer-key:{kid.hex()}")
+        await store.insert_active(conn, kid, public_raw, sealed, to_datetime(self._clock.now() + self._grace_s))
+        return kid
+
+    async def rotate(self) -> bytes:
+        """Add a new active key; the old one stays verifiable until every code it signed has expired."""
+        async with self._pool.acquire() as conn, conn.transaction():
+            await conn.execute("SELECT pg_advisory_xact_lock($1)", _KEY_LOCK)
+            kid = await self._insert_new(conn)
+        await self.refresh()
+        return kid
+
+    async def revoke(self, kid: bytes) -> None:
+        """Refuse this key's codes at once, on every worker: the Redis flag is read on every verification."""
+        async with self._pool.acquire() as conn, conn.transaction():
+            await conn.execute("SELECT pg_advisory_xact_lock($1)", _KEY_LOCK)
+            before = await store.revoke(conn, kid, to_datetime(self._clock.now()))
+            if before is None:
+                raise Refusal("unknown_key", "no issuer key has this kid")
+            await self._redis.set(self.revoked_flag(kid), b"1")
+            if before == "active":
+                await self._insert_new(conn)
+        await self.refresh()
+
+    async def republish_revocations(self) -> None:
+        """Restore the Redis flags from PostgreSQL (a cache that lost its data must not un-revoke a key)."""
+        kids = await store.revoked_kids(self._pool)
+        if kids:
+            await self._redis.mset({self.revoked_flag(kid): b"1" for kid in kids})
+
+    async def refresh(self) -> None:
+        async with self._lock:
+            rows = await store.all_keys(self._pool)
+            by_kid: dict[bytes, IssuerKey] = {}
+            active = None
+            for row in rows:
+                kid = bytes(row["kid"])
+                private = None
+                if row["private_key"] is not None:
+                    seed = self._keys.unwrap_secret(bytes(row["private_key"]), f"issuer-key:{kid.hex()}")
+                    private = ed25519.Ed25519PrivateKey.from_private_bytes(seed)
+                elif self._env_key is not None and kid_of(_raw_public(self._env_key)) == kid:
+                    private = self._env_key
+                public_raw = bytes(row["public_key"])
+                key = IssuerKey(
+                    kid=kid,
+                    public=ed25519.Ed25519PublicKey.from_public_bytes(public_raw),
+                    public_raw=public_raw,
+                    private=private,
+                    status=row["status"],
+                    not_before=row["not_before"].timestamp(),
+                    not_after=row["not_after"].timestamp() if row["not_after"] else None,
+                )
+                by_kid[kid] = key
+                if key.status == "active":
+                    active = key
+            self._by_kid, self._active = by_kid, active
+            self._loaded_at = time.monotonic()
+
+    async def keep_fresh(self) -> None:
+        """Background task of each worker: pick up rotations made elsewhere."""
+        while True:
+            await asyncio.sleep(REFRESH_S)
+            try:
+                await self.refresh()
+            except Exception:  # noqa: S112 - an outage must not kill the refresher; the next round retries
+                continue
+
+    def active(self) -> IssuerKey:
+        if self._active is None or self._active.private is None:
+            raise RuntimeError("no active issuer key with a private part")
+        return self._active
+
+    async def for_kid(self, kid: bytes) -> IssuerKey | None:
+        key = self._by_kid.get(kid)
+        if key is None and time.monotonic() - self._loaded_at > MISS_REFRESH_S:
+            # a key rotated in on another worker a moment ago
+            await self.refresh()
+            key = self._by_kid.get(kid)
+        return key
+
+    def published(self) -> list[dict[str, str | None]]:
+        now = self._clock.now()
+        keys: list[dict[str, str | None]] = []
+        for key in self._by_kid.values():
+            if key.status == "retired" and key.not_after is not None and key.not_after < now:
+                continue
+            keys.append(
+                {
+                    "kty": "OKP",
+                    "crv": "Ed25519",
+                    "x": b64u(key.public_raw),
+                    "kid": b64u(key.kid),
+                    "alg": "EdDSA",
+                    "use": "sig",
+                    "status": key.status,
+                    "not_before": iso(key.not_before),
+                    "not_after": iso(key.not_after) if key.not_after is not None else None,
+                }
+            )
+        return keys
+
+    @property
+    def issuer(self) -> str:
+        return self._issuer

@@ -1,0 +1,127 @@
+"""The service's secret material: AEAD sealing, blind indexes and keyed pseudonyms, all from one master key."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+
+from ecard.config import Settings
+
+_VERSION = b"\x01"
+SECRET_FILE = "secret.key"  # noqa: S105 - a file name, not a secret
+
+
+def b64u(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+
+def b64u_decode(text: str) -> bytes:
+    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+
+
+class SealError(Exception):
+    """A sealed value did not open: wrong key, wrong context, or tampered."""
+
+
+def _derive(master: bytes, purpose: str) -> bytes:
+    return HKDF(algorithm=hashes.SHA256(), length=32, salt=None, info=b"ecard/" + purpose.encode()).derive(master)
+
+
+@dataclass(frozen=True)
+class Keys:
+    """Subkeys derived from the master key, one per purpose, so that no key does two jobs."""
+
+    card_ref: AESGCM
+    pii: AESGCM
+    wrap: AESGCM
+    index_key: bytes
+    pseudonym_key: bytes
+
+    @classmethod
+    def from_master(cls, master: bytes) -> Keys:
+        if len(master) < 32:
+            raise ValueError("the master key must be at least 32 bytes")
+        return cls(
+            card_ref=AESGCM(_derive(master, "card-ref")),
+            pii=AESGCM(_derive(master, "pii")),
+            wrap=AESGCM(_derive(master, "key-wrap")),
+            index_key=_derive(master, "blind-index"),
+            pseudonym_key=_derive(master, "pseudonym"),
+        )
+
+    @staticmethod
+    def _seal(aead: AESGCM, plaintext: bytes, aad: bytes) -> bytes:
+        nonce = os.urandom(12)
+        return _VERSION + nonce + aead.encrypt(nonce, plaintext, aad)
+
+    @staticmethod
+    def _open(aead: AESGCM, sealed: bytes, aad: bytes) -> bytes:
+        if len(sealed) < 29 or sealed[:1] != _VERSION:
+            raise SealError("not a sealed value")
+        try:
+            return aead.decrypt(sealed[1:13], sealed[13:], aad)
+        except InvalidTag as exc:
+            raise SealError("sealed value does not open") from exc
+
+    def seal_card_ref(self, plaintext: bytes, issuer: str) -> bytes:
+        return self._seal(self.card_ref, plaintext, issuer.encode())
+
+    def open_card_ref(self, sealed: bytes, issuer: str) -> bytes:
+        return self._open(self.card_ref, sealed, issuer.encode())
+
+    def seal_pii(self, plaintext: str, context: str) -> bytes:
+        return self._seal(self.pii, plaintext.encode(), context.encode())
+
+    def open_pii(self, sealed: bytes, context: str) -> str:
+        return self._open(self.pii, sealed, context.encode()).decode()
+
+    def wrap_secret(self, secret: bytes, context: str) -> bytes:
+        return self._seal(self.wrap, secret, context.encode())
+
+    def unwrap_secret(self, sealed: bytes, context: str) -> bytes:
+        return self._open(self.wrap, sealed, context.encode())
+
+    def blind_index(self, value: str) -> bytes:
+        return hmac.new(self.index_key, value.strip().upper().encode(), hashlib.sha256).digest()
+
+    def pseudonym(self, scope: bytes, subject: bytes) -> str:
+        digest = hmac.new(self.pseudonym_key, scope + b"|" + subject, hashlib.sha256).digest()
+        return "psn_" + b64u(digest[:18])
+
+
+def load_master_key(settings: Settings) -> bytes:
+    """The master key from ECARD_SECRET_KEY, else from the data folder (made on first use, mode 0600)."""
+    if settings.secret_key:
+        return b64u_decode(settings.secret_key)
+    path = settings.data_dir / SECRET_FILE
+    if not path.exists():
+        settings.data_dir.mkdir(parents=True, exist_ok=True)
+        _write_private(path, b64u(os.urandom(32)).encode())
+    return b64u_decode(path.read_text().strip())
+
+
+def _write_private(path: Path, data: bytes) -> None:
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "wb") as fh:
+        fh.write(data)
+
+
+def write_private_file(path: Path, data: bytes) -> None:
+    """Write a private key or secret readable by its owner only."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if path.exists():
+        path.unlink()
+    _write_private(path, data)
+
+
+def constant_time_equal(a: str, b: str) -> bool:
+    return hmac.compare_digest(a.encode(), b.encode())

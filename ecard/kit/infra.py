@@ -1,0 +1,111 @@
+"""Connections to PostgreSQL and Redis, migrations, and what their outages look like."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import logging
+from pathlib import Path
+from typing import Any, TypeAlias
+
+import asyncpg
+import redis.asyncio as aioredis
+import redis.exceptions
+from asyncpg.pool import PoolConnectionProxy
+
+log = logging.getLogger("ecard.infra")
+
+# What a store function runs its SQL on: a pooled connection inside a transaction, or the pool itself.
+Conn: TypeAlias = "asyncpg.Connection[Any] | PoolConnectionProxy[Any]"
+Executor: TypeAlias = "asyncpg.Connection[Any] | PoolConnectionProxy[Any] | asyncpg.Pool[Any]"
+
+MIGRATIONS_DIR = Path(__file__).resolve().parent.parent.parent / "migrations"
+# Any fixed number works; it only has to be the same on every host running `ecard migrate`.
+_MIGRATION_LOCK = 0x6563617264
+
+
+def unavailable_code(exc: BaseException) -> str | None:
+    """The 503 problem code for an outage of a backing service, or None for a real bug."""
+    if isinstance(exc, redis.exceptions.ConnectionError | redis.exceptions.TimeoutError):
+        return "cache_unavailable"
+    if isinstance(
+        exc,
+        asyncpg.exceptions.ConnectionDoesNotExistError
+        | asyncpg.exceptions.CannotConnectNowError
+        | asyncpg.exceptions.InterfaceError
+        | asyncpg.exceptions.ConnectionFailureError
+        | asyncpg.exceptions.AdminShutdownError
+        | asyncpg.exceptions.TooManyConnectionsError,
+    ):
+        return "database_unavailable"
+    if isinstance(exc, ConnectionError | OSError | asyncio.TimeoutError | TimeoutError):
+        return "database_unavailable"
+    return None
+
+
+async def _init_connection(conn: asyncpg.Connection[Any]) -> None:
+    # jsonb columns come back as Python values rather than strings
+    import json  # noqa: PLC0415
+
+    await conn.set_type_codec("jsonb", encoder=json.dumps, decoder=json.loads, schema="pg_catalog")
+
+
+async def create_pool(url: str, min_size: int = 2, max_size: int = 10) -> asyncpg.Pool:
+    pool = await asyncpg.create_pool(
+        url,
+        min_size=min_size,
+        max_size=max_size,
+        init=_init_connection,
+        command_timeout=5,
+        timeout=3,
+        # a connection lost while PostgreSQL was away is dropped, not reused
+        max_inactive_connection_lifetime=60,
+    )
+    if pool is None:  # pragma: no cover - asyncpg returns None only when awaited oddly
+        raise RuntimeError("no pool")
+    return pool
+
+
+def create_redis(url: str) -> aioredis.Redis:
+    return aioredis.Redis.from_url(
+        url,
+        socket_connect_timeout=1,
+        socket_timeout=2,
+        health_check_interval=10,
+        retry_on_timeout=False,
+        max_connections=200,
+    )
+
+
+def _read_migrations(directory: Path) -> list[tuple[str, str]]:
+    return [(p.name, p.read_text(encoding="utf-8")) for p in sorted(directory.glob("[0-9][0-9][0-9][0-9]_*.sql"))]
+
+
+async def migrate(url: str, directory: Path = MIGRATIONS_DIR) -> list[str]:
+    """Apply the numbered SQL files not yet applied; safe from many hosts at once."""
+    scripts = _read_migrations(directory)
+    conn: asyncpg.Connection[Any] = await asyncpg.connect(url)
+    applied_now: list[str] = []
+    try:
+        await conn.execute("SELECT pg_advisory_lock($1)", _MIGRATION_LOCK)
+        try:
+            await conn.execute(
+                "CREATE TABLE IF NOT EXISTS schema_migrations ("
+                " name text PRIMARY KEY, checksum text NOT NULL, applied_at timestamptz NOT NULL DEFAULT now())"
+            )
+            done = {r["name"]: r["checksum"] for r in await conn.fetch("SELECT name, checksum FROM schema_migrations")}
+            for name, sql in scripts:
+                checksum = hashlib.sha256(sql.encode()).hexdigest()
+                if name in done:
+                    if done[name] != checksum:
+                        log.warning("applied migration changed on disk", extra={"migration": name})
+                    continue
+                async with conn.transaction():
+                    await conn.execute(sql)
+                    await conn.execute("INSERT INTO schema_migrations (name, checksum) VALUES ($1, $2)", name, checksum)
+                applied_now.append(name)
+        finally:
+            await conn.execute("SELECT pg_advisory_unlock($1)", _MIGRATION_LOCK)
+    finally:
+        await conn.close()
+    return applied_now

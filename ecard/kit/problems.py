@@ -1,0 +1,151 @@
+"""Refusals and their RFC 9457 problem-details form at the HTTP edge."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from http import HTTPStatus
+from typing import Any
+
+import msgspec
+from litestar import Request, Response
+from litestar.exceptions import HTTPException, NotFoundException, ValidationException
+from litestar.openapi.datastructures import ResponseSpec
+from litestar.status_codes import HTTP_500_INTERNAL_SERVER_ERROR
+
+log = logging.getLogger("ecard.problems")
+
+PROBLEM_JSON = "application/problem+json"
+
+# The stable codes of API.md and the HTTP status each maps to.
+STATUS_OF: dict[str, int] = {
+    "invalid_request": 400,
+    "signature_missing": 401,
+    "signature_invalid": 401,
+    "signature_expired": 401,
+    "nonce_reused": 401,
+    "unknown_client": 401,
+    "unauthorized": 401,
+    "operator_credentials_invalid": 401,
+    "client_disabled": 403,
+    "forbidden": 403,
+    "operator_locked": 423,
+    "not_found": 404,
+    "cardholder_not_found": 404,
+    "card_not_found": 404,
+    "identity_mismatch": 403,
+    "card_serial_taken": 409,
+    "card_status_conflict": 409,
+    "malformed_code": 400,
+    "unknown_issuer": 400,
+    "unknown_key": 400,
+    "key_revoked": 400,
+    "bad_signature": 400,
+    "code_expired": 400,
+    "code_not_yet_valid": 400,
+    "code_already_used": 409,
+    "card_suspended": 403,
+    "card_cancelled": 403,
+    "item_unknown": 404,
+    "card_mode_not_accepted": 422,
+    "merchant_not_entitled": 403,
+    "issuer_unavailable": 503,
+    "database_unavailable": 503,
+    "cache_unavailable": 503,
+    "not_acceptable": 406,
+    "method_not_allowed": 405,
+    "request_too_large": 413,
+    "internal_error": 500,
+}
+
+
+class Refusal(Exception):  # noqa: N818 - a refusal is an answer, not an error of ours
+    """The one exception type for every refusal; `code` is the contract string of API.md."""
+
+    def __init__(self, code: str, detail: str = "", *, extra: Mapping[str, Any] | None = None) -> None:
+        super().__init__(code)
+        self.code = code
+        self.detail = detail or code.replace("_", " ")
+        self.status = STATUS_OF.get(code, 400)
+        self.extra = dict(extra or {})
+
+
+class Problem(msgspec.Struct, kw_only=True):
+    """RFC 9457 problem details with the stable machine-readable `code`."""
+
+    type: str
+    title: str
+    status: int
+    detail: str
+    code: str
+
+
+def problem_response(code: str, detail: str, status: int, extra: Mapping[str, Any] | None = None) -> Response[Any]:
+    body: dict[str, Any] = {
+        "type": f"https://ecard.cq.gov.cn/problems/{code}",
+        "title": HTTPStatus(status).phrase,
+        "status": status,
+        "detail": detail,
+        "code": code,
+    }
+    if extra:
+        body.update(extra)
+    headers = {"Retry-After": "1"} if status == 503 else None
+    return Response(content=body, status_code=status, media_type=PROBLEM_JSON, headers=headers)
+
+
+def refusal_handler(_: Request[Any, Any, Any], exc: Refusal) -> Response[Any]:
+    return problem_response(exc.code, exc.detail, exc.status, exc.extra)
+
+
+def validation_handler(_: Request[Any, Any, Any], exc: ValidationException) -> Response[Any]:
+    # Litestar names the offending field in `extra`; the value itself is never echoed back.
+    entries = [e for e in exc.extra if isinstance(e, dict)] if isinstance(exc.extra, list) else []
+    fields = [str(e["key"]) for e in entries if e.get("key")]
+    messages = [str(e.get("message", ""))[:200] for e in entries]
+    detail = f"invalid field: {', '.join(fields)}" if fields else "request body is not valid JSON of the expected shape"
+    extra: dict[str, Any] = {"fields": fields}
+    if messages:
+        extra["errors"] = messages
+    return problem_response("invalid_request", detail, 400, extra)
+
+
+def http_exception_handler(_: Request[Any, Any, Any], exc: HTTPException) -> Response[Any]:
+    status = exc.status_code
+    code = {
+        400: "invalid_request",
+        401: "unauthorized",
+        403: "forbidden",
+        404: "not_found",
+        405: "method_not_allowed",
+        406: "not_acceptable",
+        413: "request_too_large",
+    }.get(status, "invalid_request" if status < 500 else "internal_error")
+    detail = "no such resource" if isinstance(exc, NotFoundException) else str(exc.detail or code)
+    return problem_response(code, detail[:300], status)
+
+
+def internal_error_handler(request: Request[Any, Any, Any], exc: Exception) -> Response[Any]:
+    from ecard.kit.infra import unavailable_code  # noqa: PLC0415 - avoids an import cycle with infra
+
+    code = unavailable_code(exc)
+    if code is not None:
+        log.warning("dependency unavailable", extra={"code": code, "path": request.url.path})
+        return problem_response(code, "a backing service is unreachable; try again shortly", 503)
+    log.error("unhandled error", exc_info=exc, extra={"path": request.url.path, "error_type": type(exc).__name__})
+    return problem_response("internal_error", "internal error", HTTP_500_INTERNAL_SERVER_ERROR)
+
+
+def problems(*codes: str) -> dict[int, ResponseSpec]:
+    """OpenAPI response entries for the refusals a route can give."""
+    by_status: dict[int, list[str]] = {}
+    for code in codes:
+        by_status.setdefault(STATUS_OF[code], []).append(code)
+    return {
+        status: ResponseSpec(
+            data_container=Problem,
+            media_type=PROBLEM_JSON,
+            description="Problem details; `code` is one of: " + ", ".join(sorted(names)),
+        )
+        for status, names in by_status.items()
+    }

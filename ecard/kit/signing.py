@@ -1,0 +1,228 @@
+"""HTTP Message Signatures (RFC 9421) with Content-Digest (RFC 9530): verifying clients, signing our own requests."""
+
+from __future__ import annotations
+
+import base64
+import datetime as dt
+import hashlib
+import hmac
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import http_sf
+from cryptography.exceptions import InvalidSignature as CryptoInvalidSignature
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
+from http_message_signatures import (
+    HTTPMessageSigner,
+    HTTPSignatureKeyResolver,
+    InvalidSignature,
+    algorithms,
+)
+from http_message_signatures.structures import CaseInsensitiveDict
+
+from ecard.kit.jwk import ALG_ED25519, ALG_P256, PrivateKey, PublicKey
+from ecard.kit.problems import Refusal
+
+BASE_COMPONENTS = ("@method", "@path", "@query")
+BODY_COMPONENTS = (*BASE_COMPONENTS, "content-digest")
+
+_ALGORITHMS: dict[str, Any] = {
+    ALG_ED25519: algorithms.ED25519,
+    ALG_P256: algorithms.ECDSA_P256_SHA256,
+}
+
+
+@dataclass(frozen=True)
+class SignatureParams:
+    """What the Signature-Input header claims, before anything is verified."""
+
+    label: str
+    components: tuple[str, ...]
+    created: int
+    nonce: str
+    keyid: str
+    alg: str | None
+
+
+@dataclass
+class _Message:
+    method: str
+    url: str
+    headers: CaseInsensitiveDict
+
+
+class _OneKey(HTTPSignatureKeyResolver):
+    def __init__(self, public: PublicKey | None = None, private: PrivateKey | None = None) -> None:
+        self._public = public
+        self._private = private
+
+    def resolve_public_key(self, key_id: str) -> PublicKey | None:  # noqa: ARG002 - the key is already chosen
+        return self._public
+
+    def resolve_private_key(self, key_id: str) -> PrivateKey | None:  # noqa: ARG002
+        return self._private
+
+
+def _sf_dictionary(value: str) -> dict[str, Any]:
+    """An RFC 8941 dictionary parsed by http_sf, as loosely typed data for the checks below."""
+    parsed: Any = http_sf.parse(value.encode(), tltype="dictionary")
+    if not isinstance(parsed, dict):
+        raise TypeError("not a dictionary")
+    return parsed
+
+
+def _header(headers: Mapping[str, str], name: str) -> str | None:
+    return headers.get(name) or headers.get(name.title())
+
+
+def parse_signature_params(headers: Mapping[str, str], has_body: bool) -> SignatureParams:
+    """Read Signature-Input and Signature; refuse anything not in the shape API.md publishes."""
+    raw_input = _header(headers, "signature-input")
+    raw_sig = _header(headers, "signature")
+    if not raw_input or not raw_sig:
+        raise Refusal("signature_missing", "Signature-Input and Signature headers are required")
+    try:
+        parsed = _sf_dictionary(raw_input)
+    except Exception as exc:
+        raise Refusal("signature_invalid", "Signature-Input is not a structured field dictionary") from exc
+    if len(parsed) != 1:
+        raise Refusal("signature_invalid", "exactly one signature is expected")
+    label, (members, params) = next(iter(parsed.items()))
+    if not isinstance(members, list):
+        raise Refusal("signature_invalid", "Signature-Input must list the covered components")
+    components = tuple(str(m[0]) for m in members)
+    expected = BODY_COMPONENTS if has_body else BASE_COMPONENTS
+    if components not in {expected, BODY_COMPONENTS}:
+        raise Refusal(
+            "signature_invalid",
+            f"the signature must cover {' '.join(repr(c) for c in expected)} in that order",
+        )
+    created, nonce, keyid, alg = (
+        params.get("created"),
+        params.get("nonce"),
+        params.get("keyid"),
+        params.get("alg"),
+    )
+    if not isinstance(created, int) or isinstance(created, bool):
+        raise Refusal("signature_invalid", "`created` is required")
+    if not isinstance(nonce, str) or not 8 <= len(nonce) <= 128:
+        raise Refusal("signature_invalid", "`nonce` is required (8 to 128 characters)")
+    if not isinstance(keyid, str) or not keyid or len(keyid) > 200:
+        raise Refusal("signature_invalid", "`keyid` is required")
+    if alg is not None and alg not in _ALGORITHMS:
+        raise Refusal("signature_invalid", "`alg` must be ed25519 or ecdsa-p256-sha256")
+    return SignatureParams(str(label), components, created, nonce, keyid, str(alg) if alg is not None else None)
+
+
+def check_window(params: SignatureParams, now: float, window_s: int) -> None:
+    if abs(now - params.created) > window_s:
+        raise Refusal("signature_expired", f"`created` must be within {window_s} s of the server's clock")
+
+
+def _signature_base(params: SignatureParams, raw_params: str, values: dict[str, str]) -> bytes:
+    lines = [f'"{name}": {values[name]}' for name in params.components]
+    lines.append(f'"@signature-params": {raw_params}')
+    return "\n".join(lines).encode()
+
+
+def verify_signature(
+    params: SignatureParams,
+    key: PublicKey,
+    key_alg: str,
+    method: str,
+    path: str,
+    query: str,
+    headers: Mapping[str, str],
+    body: bytes,
+) -> None:
+    """Check the signature over the published component set and the body's Content-Digest.
+
+    The signature base for the fixed components of API.md is built here rather than by the
+    http-message-signatures verifier, which costs about 0.37 ms a request against 0.06 ms for
+    this on the hot path; a test signs with that library to hold the two in step.
+    """
+    if params.alg is not None and params.alg != key_alg:
+        raise Refusal("signature_invalid", "`alg` does not match the registered key")
+    raw_input = _header(headers, "signature-input") or ""
+    raw_params = raw_input.partition("=")[2].strip()
+    values = {"@method": method.upper(), "@path": path or "/", "@query": "?" + query}
+    if "content-digest" in params.components:
+        digest = _header(headers, "content-digest")
+        if not digest:
+            raise Refusal("signature_invalid", "Content-Digest is required with a body")
+        _check_digest(digest, body)
+        values["content-digest"] = digest.strip()
+    elif body:
+        raise Refusal("signature_invalid", "a request with a body must sign its Content-Digest")
+    signature = _signature_value(_header(headers, "signature") or "", params.label)
+    if isinstance(key, ec.EllipticCurvePublicKey) and len(signature) != 64:
+        raise Refusal("signature_invalid", "an ecdsa-p256-sha256 signature is 64 bytes (r || s)")
+    base = _signature_base(params, raw_params, values)
+    try:
+        if isinstance(key, ec.EllipticCurvePublicKey):
+            der = encode_dss_signature(int.from_bytes(signature[:32], "big"), int.from_bytes(signature[32:], "big"))
+            key.verify(der, base, ec.ECDSA(hashes.SHA256()))
+        else:
+            key.verify(signature, base)
+    except (CryptoInvalidSignature, InvalidSignature, ValueError) as exc:
+        raise Refusal("signature_invalid", "the signature does not verify with the registered key") from exc
+
+
+def _check_digest(field_value: str, body: bytes) -> None:
+    try:
+        parsed = _sf_dictionary(field_value)
+    except Exception as exc:
+        raise Refusal("signature_invalid", "Content-Digest is not a structured field") from exc
+    algos = {"sha-256": hashlib.sha256, "sha-512": hashlib.sha512}
+    checked = False
+    for name, (value, _) in parsed.items():
+        if name in algos:
+            if not isinstance(value, bytes) or not hmac.compare_digest(value, algos[name](body).digest()):
+                raise Refusal("signature_invalid", "Content-Digest does not match the body")
+            checked = True
+    if not checked:
+        raise Refusal("signature_invalid", "Content-Digest must use sha-256 or sha-512")
+
+
+def _signature_value(field_value: str, label: str) -> bytes:
+    try:
+        parsed = _sf_dictionary(field_value)
+    except Exception as exc:
+        raise Refusal("signature_invalid", "Signature is not a structured field dictionary") from exc
+    entry = parsed.get(label)
+    if entry is None or not isinstance(entry[0], bytes):
+        raise Refusal("signature_invalid", "Signature has no byte sequence for the label of Signature-Input")
+    return bytes(entry[0])
+
+
+def sign_request(
+    method: str,
+    url: str,
+    body: bytes,
+    key: PrivateKey,
+    keyid: str,
+    alg: str,
+    created: float | None = None,
+    nonce: str | None = None,
+) -> dict[str, str]:
+    """Headers that sign a request exactly as API.md asks (used by our own clients, tools and tests)."""
+    message = _Message(method=method.upper(), url=url, headers=CaseInsensitiveDict())  # type: ignore[no-untyped-call]
+    components: tuple[str, ...] = BASE_COMPONENTS
+    if body:
+        components = BODY_COMPONENTS
+    signer = HTTPMessageSigner(signature_algorithm=_ALGORITHMS[alg], key_resolver=_OneKey(private=key))
+    when = dt.datetime.fromtimestamp(created, tz=dt.UTC) if created is not None else None
+    signer.sign(
+        message,
+        key_id=keyid,
+        created=when,
+        nonce=nonce or base64.urlsafe_b64encode(os.urandom(16)).rstrip(b"=").decode(),
+        label="sig1",
+        covered_component_ids=components,
+        body=body or None,
+    )
+    return dict(message.headers.items())

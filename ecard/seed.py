@@ -1,0 +1,143 @@
+"""Bootstrapping a database (schema, catalog, issuer key) and the demo data of the embedded default."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from cryptography.hazmat.primitives.asymmetric import ec, ed25519
+
+from ecard.cards import Cards
+from ecard.catalog import Catalog
+from ecard.catalog.seed import catalog_rows
+from ecard.catalog.store import seed as seed_catalog
+from ecard.clients import ClientDirectory
+from ecard.codes import KeyRing
+from ecard.config import Settings
+from ecard.kit.clock import SystemClock
+from ecard.kit.crypto import Keys, b64u, load_master_key, write_private_file
+from ecard.kit.infra import create_pool, create_redis, migrate
+from ecard.kit.jwk import public_jwk
+from ecard.merchants import Merchants
+from ecard.operators import Operators
+
+DEMO_DIR = "demo"
+DEMO_MARKER = "demo.json"
+# An invented person with a well-formed, check-digit-valid ID number: demo data, not anyone's.
+DEMO_HOLDER = {
+    "name": "张小三",
+    "id_number": "500101199001010018",
+    "region": "cq",
+    "card_serial": "DEMO-0001",
+}
+DEMO_ITEMS = ["wl-030", "wl-031", "wl-011", "wl-040"]
+
+
+async def bootstrap(settings: Settings) -> list[str]:
+    """Migrate, seed the catalog and make sure an issuer key exists. Idempotent."""
+    assert settings.database_url
+    assert settings.redis_url
+    applied = await migrate(settings.database_url)
+    pool = await create_pool(settings.database_url, 1, 2)
+    redis = create_redis(settings.redis_url)
+    try:
+        async with pool.acquire() as conn, conn.transaction():
+            await seed_catalog(conn, catalog_rows())
+        ring = KeyRing(
+            pool,
+            redis,
+            Keys.from_master(load_master_key(settings)),
+            SystemClock(),
+            settings.redis_prefix,
+            settings.issuer_id,
+            settings.code_ttl_s,
+            settings.clock_skew_s,
+            settings.issuer_signing_key,
+        )
+        await ring.ensure_active()
+    finally:
+        await redis.aclose()
+        await pool.close()
+    return applied
+
+
+def _private_jwk(key: ed25519.Ed25519PrivateKey | ec.EllipticCurvePrivateKey) -> dict[str, str]:
+    jwk = public_jwk(key.public_key())
+    if isinstance(key, ed25519.Ed25519PrivateKey):
+        from cryptography.hazmat.primitives import serialization  # noqa: PLC0415
+
+        raw = key.private_bytes(
+            serialization.Encoding.Raw, serialization.PrivateFormat.Raw, serialization.NoEncryption()
+        )
+        return {**jwk, "d": b64u(raw)}
+    return {**jwk, "d": b64u(key.private_numbers().private_value.to_bytes(32, "big"))}
+
+
+async def seed_demo(settings: Settings) -> dict[str, Any] | None:
+    """Once per data folder: a demo operator, channel, merchant and cardholder. Returns what to print, else None."""
+    marker = settings.data_dir / DEMO_DIR / DEMO_MARKER
+    if marker.exists():
+        return None
+    assert settings.database_url
+    assert settings.redis_url
+    pool = await create_pool(settings.database_url, 1, 2)
+    redis = create_redis(settings.redis_url)
+    try:
+        keys = Keys.from_master(load_master_key(settings))
+        clock = SystemClock()
+        directory = ClientDirectory(pool)
+        merchants = Merchants(pool, directory, Catalog(pool))
+        operators = Operators(pool, redis, keys, clock, settings.redis_prefix, settings.session_ttl_s)
+        password, totp_uri = await operators.add("demo-operator")
+        channel_key = ed25519.Ed25519PrivateKey.generate()
+        merchant_key = ed25519.Ed25519PrivateKey.generate()
+        channel = await merchants.register_channel(
+            "seed", "演示渠道 Demo channel", public_jwk(channel_key.public_key())
+        )
+        merchant = await merchants.register(
+            "seed",
+            "武隆区图书馆 Wulong library (demo)",
+            "cq",
+            DEMO_ITEMS,
+            public_jwk(merchant_key.public_key()),
+        )
+        holder = await Cards(pool, keys, directory).register("seed", **DEMO_HOLDER)
+    finally:
+        await redis.aclose()
+        await pool.close()
+    folder = settings.data_dir / DEMO_DIR
+    write_private_file(
+        folder / "channel.jwk.json", json.dumps({**_private_jwk(channel_key), "kid": channel.key_id}).encode()
+    )
+    write_private_file(
+        folder / "merchant.jwk.json",
+        json.dumps({**_private_jwk(merchant_key), "kid": merchant.key_id}).encode(),
+    )
+    operator = {"username": "demo-operator", "totp_uri": totp_uri}
+    summary: dict[str, Any] = {
+        "operator": operator,
+        "channel": {
+            "channel_id": channel.channel_id,
+            "key_id": channel.key_id,
+            "private_jwk": str(folder / "channel.jwk.json"),
+        },
+        "merchant": {
+            "merchant_id": merchant.merchant_id,
+            "key_id": merchant.key_id,
+            "items": merchant.items,
+            "private_jwk": str(folder / "merchant.jwk.json"),
+        },
+        "cardholder": {
+            "card_id": holder.card_id,
+            "name": DEMO_HOLDER["name"],
+            "id_number": DEMO_HOLDER["id_number"],
+        },
+    }
+    write_private_file(marker, json.dumps(summary, ensure_ascii=False, indent=2).encode())
+    return {**summary, "operator": {**operator, "password": password}}
+
+
+def demo_summary(data_dir: Path) -> dict[str, Any] | None:
+    marker = data_dir / DEMO_DIR / DEMO_MARKER
+    return json.loads(marker.read_text()) if marker.exists() else None

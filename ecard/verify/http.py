@@ -1,0 +1,72 @@
+"""POST /v1/verifications: a merchant or terminal checks a code for one catalog item."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from litestar import Controller, Request, post
+
+from ecard.clients import ClientKind, Principal
+from ecard.clients.http import SIGNED_PROBLEMS, signed_by
+from ecard.kit.clock import iso
+from ecard.kit.infra import unavailable_code
+from ecard.kit.problems import Refusal, problems
+from ecard.ops.metrics import VERIFICATIONS, VERIFY_SECONDS
+from ecard.verify.models import VerificationAnswer, VerificationRequest
+from ecard.verify.service import VerifyDeps, verify
+
+REFUSALS = (
+    "malformed_code",
+    "unknown_issuer",
+    "unknown_key",
+    "key_revoked",
+    "bad_signature",
+    "code_expired",
+    "code_not_yet_valid",
+    "code_already_used",
+    "card_suspended",
+    "card_cancelled",
+    "item_unknown",
+    "card_mode_not_accepted",
+    "merchant_not_entitled",
+    "issuer_unavailable",
+    "database_unavailable",
+    "cache_unavailable",
+)
+
+
+class VerificationController(Controller):
+    path = "/v1/verifications"
+    tags = ["verification"]  # noqa: RUF012
+    dependencies = {"principal": signed_by(ClientKind.MERCHANT, ClientKind.TERMINAL)}  # noqa: RUF012
+
+    @post(
+        "/",
+        status_code=200,
+        summary="Verify a dynamic code for a catalog item",
+        responses=problems(*SIGNED_PROBLEMS, *REFUSALS),
+    )
+    async def create(
+        self, request: Request[Any, Any, Any], principal: Principal, data: VerificationRequest
+    ) -> VerificationAnswer:
+        deps: VerifyDeps = request.app.state.verify_deps
+        started = time.perf_counter()
+        try:
+            result = await verify(principal, data.code, data.item_code, data.terminal_id, data.place, deps)
+        except Refusal as refusal:
+            VERIFICATIONS.labels(result=refusal.code).inc()
+            raise
+        except Exception as exc:
+            VERIFICATIONS.labels(result=unavailable_code(exc) or "internal_error").inc()
+            raise
+        finally:
+            VERIFY_SECONDS.observe(time.perf_counter() - started)
+        VERIFICATIONS.labels(result="accepted").inc()
+        return VerificationAnswer(
+            result="accepted",
+            verification_id=result.verification_id,
+            item_code=result.item_code,
+            verified_at=iso(result.verified_at),
+            card=result.card,
+        )

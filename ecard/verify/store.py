@@ -1,0 +1,63 @@
+"""SQL of the hot path: one round trip reads the card's status and records the verification if it stands."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+import asyncpg
+import redis.asyncio as aioredis
+
+# The card's status is read in the same statement that records the verification, so a
+# status change committed before it is always seen, on every worker.
+_RECORD = """
+WITH card AS (
+    SELECT c.card_id, c.status, h.cardholder_id, h.name_sealed, h.id_sealed, h.region
+    FROM cards c JOIN cardholders h USING (cardholder_id)
+    WHERE c.card_id = $1
+), recorded AS (
+    INSERT INTO verifications (verification_id, card_id, merchant_id, item_code, terminal_id, place, disclosed, cti,
+                               verified_at)
+    SELECT $2, card.card_id, $3, $4, $5, $6, $7, $8, $9 FROM card WHERE card.status = 'active' AND $10
+    RETURNING verification_id
+)
+SELECT card.*, (SELECT verification_id FROM recorded) AS verification_id FROM card
+"""
+
+
+async def record(
+    pool: asyncpg.Pool,
+    card_id: str,
+    verification_id: str,
+    merchant_id: str,
+    item_code: str,
+    terminal_id: str | None,
+    place: dict[str, Any] | None,
+    disclosed: list[str],
+    cti: bytes,
+    at: datetime,
+    entitled: bool,
+) -> dict[str, Any] | None:
+    row = await pool.fetchrow(
+        _RECORD,
+        card_id,
+        verification_id,
+        merchant_id,
+        item_code,
+        terminal_id,
+        place,
+        disclosed,
+        cti,
+        at,
+        entitled,
+    )
+    return dict(row) if row else None
+
+
+async def claim(redis: aioredis.Redis, revoked_flag: str, cti_key: str, expires_at_ms: int) -> tuple[bool, bool]:
+    """(key revoked, code fresh): the revocation flag and the single-use claim in one round trip."""
+    async with redis.pipeline(transaction=False) as pipe:
+        pipe.exists(revoked_flag)
+        pipe.set(cti_key, b"1", nx=True, pxat=expires_at_ms)
+        revoked, fresh = await pipe.execute()
+    return bool(revoked), bool(fresh)
