@@ -5,6 +5,8 @@ from __future__ import annotations
 from typing import Any
 
 from litestar import Controller, Request, get, post, put
+from litestar.di import NamedDependency
+from litestar.params import FromPath, JSONBody
 
 from ecard.cards.models import (
     CardholderAnswer,
@@ -43,7 +45,9 @@ class CardholderAdminController(Controller):
         summary="Register a card from the card registry",
         responses=problems("unauthorized", "invalid_request", "card_serial_taken"),
     )
-    async def register(self, request: Request[Any, Any, Any], operator: str, data: NewCardholder) -> CardholderAnswer:
+    async def register(
+        self, request: Request[Any, Any, Any], operator: NamedDependency[str], data: JSONBody[NewCardholder]
+    ) -> CardholderAnswer:
         return await _cards(request).register(operator, data.name, data.id_number, data.region, data.card_serial)
 
     @post(
@@ -52,7 +56,9 @@ class CardholderAdminController(Controller):
         summary="Find a cardholder's cards by ID number (sent in the body, never in a URL)",
         responses=problems("unauthorized", "cardholder_not_found"),
     )
-    async def search(self, request: Request[Any, Any, Any], operator: str, data: IdLookup) -> CardholderCards:  # noqa: ARG002
+    async def search(
+        self, request: Request[Any, Any, Any], operator: NamedDependency[str], data: JSONBody[IdLookup]
+    ) -> CardholderCards:
         return await _cards(request).find(data.id_number)
 
     @post(
@@ -62,7 +68,11 @@ class CardholderAdminController(Controller):
         responses=problems("unauthorized", "card_not_found", "card_status_conflict", "invalid_request"),
     )
     async def set_status(
-        self, request: Request[Any, Any, Any], operator: str, card_id: str, data: StatusChange
+        self,
+        request: Request[Any, Any, Any],
+        operator: NamedDependency[str],
+        card_id: FromPath[str],
+        data: JSONBody[StatusChange],
     ) -> StatusAnswer:
         status = await _cards(request).set_status(operator, card_id, data.status, data.reason)
         return StatusAnswer(card_id=card_id, status=status)
@@ -79,7 +89,9 @@ class EnrolmentController(Controller):
         summary="Enrol a device after the channel's real-name check",
         responses=problems(*SIGNED_PROBLEMS, "forbidden", "cardholder_not_found", "identity_mismatch"),
     )
-    async def enrol(self, request: Request[Any, Any, Any], principal: Principal, data: Enrolment) -> EnrolmentAnswer:
+    async def enrol(
+        self, request: Request[Any, Any, Any], principal: NamedDependency[Principal], data: JSONBody[Enrolment]
+    ) -> EnrolmentAnswer:
         return await _cards(request).enrol(
             principal, data.id_number, data.name, data.device_public_key, data.device_name
         )
@@ -97,7 +109,11 @@ class DeviceController(Controller):
         responses=problems(*SIGNED_PROBLEMS, "forbidden"),
     )
     async def set_pin(
-        self, request: Request[Any, Any, Any], principal: Principal, device_id: str, data: PinChange
+        self,
+        request: Request[Any, Any, Any],
+        principal: NamedDependency[Principal],
+        device_id: FromPath[str],
+        data: JSONBody[PinChange],
     ) -> None:
         await _cards(request).set_pin(principal, device_id, data.pin)
 
@@ -107,7 +123,9 @@ class DeviceController(Controller):
         summary="Report the card lost (挂失): suspends it at once",
         responses=problems(*SIGNED_PROBLEMS, "forbidden", "card_status_conflict"),
     )
-    async def report_lost(self, request: Request[Any, Any, Any], principal: Principal, card_id: str) -> dict[str, str]:
+    async def report_lost(
+        self, request: Request[Any, Any, Any], principal: NamedDependency[Principal], card_id: FromPath[str]
+    ) -> dict[str, str]:
         return {"status": await _cards(request).report_lost(principal, card_id)}
 
     @get(
@@ -115,5 +133,7 @@ class DeviceController(Controller):
         summary="Every verification of the card: who, where, when, which item, what was disclosed",
         responses=problems(*SIGNED_PROBLEMS, "forbidden"),
     )
-    async def history(self, request: Request[Any, Any, Any], principal: Principal, card_id: str) -> History:
+    async def history(
+        self, request: Request[Any, Any, Any], principal: NamedDependency[Principal], card_id: FromPath[str]
+    ) -> History:
         return History(items=await _cards(request).history(principal, card_id))

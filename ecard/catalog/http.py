@@ -6,6 +6,7 @@ from datetime import date
 from typing import Any
 
 from litestar import Controller, Request, get
+from litestar.params import FromPath, FromQuery
 
 from ecard.catalog.models import Item, ItemList
 from ecard.catalog.service import Catalog
@@ -21,10 +22,10 @@ class CatalogController(Controller):
     async def list_items(
         self,
         request: Request[Any, Any, Any],
-        region: str | None = None,
-        function: str | None = None,
-        mode: str | None = None,
-        at: date | None = None,
+        region: FromQuery[str | None] = None,
+        function: FromQuery[str | None] = None,
+        mode: FromQuery[str | None] = None,
+        at: FromQuery[date | None] = None,
     ) -> ItemList:
         catalog: Catalog = request.app.state.catalog
         day = at or to_datetime(request.app.state.clock.now()).date()
@@ -39,7 +40,7 @@ class CatalogController(Controller):
         return ItemList(version=1, items=items)
 
     @get("/items/{item_code:str}", summary="One catalog item", responses=problems("item_unknown"))
-    async def one_item(self, request: Request[Any, Any, Any], item_code: str) -> Item:
+    async def one_item(self, request: Request[Any, Any, Any], item_code: FromPath[str]) -> Item:
         catalog: Catalog = request.app.state.catalog
         for item in await catalog.items():
             if item.item_code == item_code:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import csv
-import json
 from datetime import date
 from pathlib import Path
 from typing import Any
@@ -61,7 +60,7 @@ def catalog_rows(path: Path = CATALOG_CSV) -> list[dict[str, Any]]:
                     "regions": ["cq", "sc"] if raw["item_code"] in JOINT_ITEMS else ["cq"],
                     "discloses": [d.strip() for d in raw["discloses"].split(",") if d.strip()],
                     "effective_from": PLAN_START,
-                    "depth_targets": json.loads(json.dumps(targets)),
+                    "depth_targets": targets,
                     "description": raw["description"],
                 }
             )

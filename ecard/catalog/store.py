@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import asyncpg
@@ -24,7 +25,7 @@ async def seed(conn: Conn, rows: list[dict[str, Any]]) -> int:
         status = await conn.execute(
             "INSERT INTO catalog_items (item_code, name, domain, lead_department, functions, card_modes, regions,"
             " discloses, effective_from, depth_targets, description)"
-            " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) ON CONFLICT (item_code) DO NOTHING",
+            " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, ($10::text)::jsonb, $11) ON CONFLICT (item_code) DO NOTHING",
             row["item_code"],
             row["name"],
             row["domain"],
@@ -34,7 +35,7 @@ async def seed(conn: Conn, rows: list[dict[str, Any]]) -> int:
             row["regions"],
             row["discloses"],
             row["effective_from"],
-            row["depth_targets"],
+            json.dumps(row["depth_targets"]),
             row["description"],
         )
         inserted += status.endswith(" 1")

@@ -6,6 +6,7 @@ from typing import Any
 
 import msgspec
 from litestar import Controller, MediaType, Request, Response, get, post
+from litestar.di import NamedDependency
 
 from ecard.clients import ClientKind, Principal
 from ecard.clients.http import SIGNED_PROBLEMS, signed_by
@@ -43,7 +44,7 @@ class CodeController(Controller):
         summary="Mint a dynamic code (JSON, or the QR itself with Accept: image/png or image/svg+xml)",
         responses=problems(*SIGNED_PROBLEMS, "card_suspended", "card_cancelled"),
     )
-    async def mint(self, request: Request[Any, Any, Any], principal: Principal) -> Response[Any]:
+    async def mint(self, request: Request[Any, Any, Any], principal: NamedDependency[Principal]) -> Response[Any]:
         body = await request.body()
         if body.strip() and body.strip() != b"{}":
             msgspec.json.decode(body, type=CodeRequest)

@@ -5,6 +5,8 @@ from __future__ import annotations
 from typing import Any
 
 from litestar import Controller, Request, get, post, put
+from litestar.di import NamedDependency
+from litestar.params import FromPath, JSONBody
 
 from ecard.kit.problems import Refusal, problems
 from ecard.merchants.models import (
@@ -35,11 +37,15 @@ class MerchantAdminController(Controller):
         summary="Register a merchant with its public key and entitled items",
         responses=problems("unauthorized", "invalid_request", "item_unknown"),
     )
-    async def register(self, request: Request[Any, Any, Any], operator: str, data: NewMerchant) -> MerchantAnswer:
+    async def register(
+        self, request: Request[Any, Any, Any], operator: NamedDependency[str], data: JSONBody[NewMerchant]
+    ) -> MerchantAnswer:
         return await _merchants(request).register(operator, data.name, data.region, data.items, data.public_key)
 
     @get("/merchants/{merchant_id:str}", summary="A merchant", responses=problems("unauthorized", "not_found"))
-    async def one(self, request: Request[Any, Any, Any], operator: str, merchant_id: str) -> dict[str, Any]:  # noqa: ARG002
+    async def one(
+        self, request: Request[Any, Any, Any], operator: NamedDependency[str], merchant_id: FromPath[str]
+    ) -> dict[str, Any]:
         merchant = await _merchants(request).get(merchant_id)
         if merchant is None:
             raise Refusal("not_found", "no merchant has this id")
@@ -57,7 +63,11 @@ class MerchantAdminController(Controller):
         responses=problems("unauthorized", "not_found", "item_unknown"),
     )
     async def set_items(
-        self, request: Request[Any, Any, Any], operator: str, merchant_id: str, data: Entitlements
+        self,
+        request: Request[Any, Any, Any],
+        operator: NamedDependency[str],
+        merchant_id: FromPath[str],
+        data: JSONBody[Entitlements],
     ) -> dict[str, Any]:
         merchant = await _merchants(request).set_items(operator, merchant_id, data.items)
         return {"merchant_id": merchant.merchant_id, "items": sorted(merchant.items)}
@@ -69,7 +79,11 @@ class MerchantAdminController(Controller):
         responses=problems("unauthorized", "not_found"),
     )
     async def set_status(
-        self, request: Request[Any, Any, Any], operator: str, merchant_id: str, data: ClientStatus
+        self,
+        request: Request[Any, Any, Any],
+        operator: NamedDependency[str],
+        merchant_id: FromPath[str],
+        data: JSONBody[ClientStatus],
     ) -> dict[str, str]:
         await _merchants(request).set_status(operator, merchant_id, data.status)
         return {"merchant_id": merchant_id, "status": data.status}
@@ -80,7 +94,9 @@ class MerchantAdminController(Controller):
         summary="Register a channel (an app that vouches for real-name checks)",
         responses=problems("unauthorized", "invalid_request"),
     )
-    async def register_channel(self, request: Request[Any, Any, Any], operator: str, data: NewChannel) -> ChannelAnswer:
+    async def register_channel(
+        self, request: Request[Any, Any, Any], operator: NamedDependency[str], data: JSONBody[NewChannel]
+    ) -> ChannelAnswer:
         return await _merchants(request).register_channel(operator, data.name, data.public_key)
 
     @post(
@@ -90,7 +106,11 @@ class MerchantAdminController(Controller):
         responses=problems("unauthorized", "not_found"),
     )
     async def set_channel_status(
-        self, request: Request[Any, Any, Any], operator: str, channel_id: str, data: ClientStatus
+        self,
+        request: Request[Any, Any, Any],
+        operator: NamedDependency[str],
+        channel_id: FromPath[str],
+        data: JSONBody[ClientStatus],
     ) -> dict[str, str]:
         await _merchants(request).set_channel_status(operator, channel_id, data.status)
         return {"channel_id": channel_id, "status": data.status}

@@ -6,6 +6,7 @@ from typing import Any
 
 from litestar import Controller, Request, post
 from litestar.di import Provide
+from litestar.params import JSONBody
 
 from ecard.kit.problems import Refusal, problems
 from ecard.operators.models import SessionAnswer, SessionRequest
@@ -34,7 +35,7 @@ class SessionController(Controller):
         responses=problems("operator_credentials_invalid", "operator_locked", "invalid_request"),
         summary="Log an operator in (password + TOTP)",
     )
-    async def create(self, request: Request[Any, Any, Any], data: SessionRequest) -> SessionAnswer:
+    async def create(self, request: Request[Any, Any, Any], data: JSONBody[SessionRequest]) -> SessionAnswer:
         operators: Operators = request.app.state.operators
         session = await operators.login(data.username, data.password, data.totp)
         return SessionAnswer(token=session.token, expires_at=session.expires_at)

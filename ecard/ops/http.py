@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from litestar import Controller, MediaType, Request, Response, get, post
+from litestar.params import JSONBody
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from ecard.ops.metrics import REGISTRY
@@ -43,5 +44,5 @@ class EchoController(Controller):
     include_in_schema = False
 
     @post("/_load/echo", status_code=200)
-    async def echo(self, data: dict[str, Any]) -> dict[str, Any]:
+    async def echo(self, data: JSONBody[dict[str, Any]]) -> dict[str, Any]:
         return data

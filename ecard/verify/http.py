@@ -6,6 +6,8 @@ import time
 from typing import Any
 
 from litestar import Controller, Request, post
+from litestar.di import NamedDependency
+from litestar.params import JSONBody
 
 from ecard.clients import ClientKind, Principal
 from ecard.clients.http import SIGNED_PROBLEMS, signed_by
@@ -48,7 +50,10 @@ class VerificationController(Controller):
         responses=problems(*SIGNED_PROBLEMS, *REFUSALS),
     )
     async def create(
-        self, request: Request[Any, Any, Any], principal: Principal, data: VerificationRequest
+        self,
+        request: Request[Any, Any, Any],
+        principal: NamedDependency[Principal],
+        data: JSONBody[VerificationRequest],
     ) -> VerificationAnswer:
         deps: VerifyDeps = request.app.state.verify_deps
         started = time.perf_counter()

@@ -1,0 +1,173 @@
+"""What the tests play: operators, channels, merchants and devices talking to the service through its HTTP API."""
+
+from __future__ import annotations
+
+import json
+import random
+from dataclasses import dataclass, field
+from typing import Any
+
+import httpx
+import pyotp
+from cryptography.hazmat.primitives.asymmetric import ec, ed25519
+from litestar import Litestar
+
+from ecard.kit.clock import MovableClock
+from ecard.kit.jwk import ALG_ED25519, ALG_P256, PrivateKey, public_jwk
+from ecard.kit.signing import sign_request
+
+_WEIGHTS = (7, 9, 10, 5, 8, 4, 2, 1, 6, 3, 7, 9, 10, 5, 8, 4, 2)
+
+
+def id_number(rng: random.Random | None = None) -> str:
+    """A made-up resident ID number with a valid check digit."""
+    rng = rng or random.Random()
+    body = f"500101{rng.randint(1950, 2005)}{rng.randint(1, 12):02d}{rng.randint(1, 28):02d}{rng.randint(0, 999):03d}"
+    return body + "10X98765432"[sum(int(d) * w for d, w in zip(body, _WEIGHTS, strict=True)) % 11]
+
+
+@dataclass
+class Actor:
+    """A machine client: its private key and the key id the service gave it."""
+
+    key: PrivateKey
+    key_id: str = ""
+    ids: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def alg(self) -> str:
+        return ALG_ED25519 if isinstance(self.key, ed25519.Ed25519PrivateKey) else ALG_P256
+
+    @property
+    def jwk(self) -> dict[str, str]:
+        return public_jwk(self.key.public_key())
+
+
+def ed25519_actor() -> Actor:
+    return Actor(ed25519.Ed25519PrivateKey.generate())
+
+
+def p256_actor() -> Actor:
+    return Actor(ec.generate_private_key(ec.SECP256R1()))
+
+
+class World:
+    """The service under test and the parties around it."""
+
+    def __init__(self, app: Litestar, client: httpx.AsyncClient, clock: MovableClock) -> None:
+        self.app = app
+        self.client = client
+        self.clock = clock
+        self._token: str | None = None
+
+    async def operator_token(self) -> str:
+        if self._token is None:
+            username = f"op{random.randint(0, 10**9)}"
+            password, uri = await self.app.state.operators.add(username)
+            answer = await self.client.post(
+                "/v1/admin/sessions",
+                json={"username": username, "password": password, "totp": pyotp.parse_uri(uri).now()},
+            )
+            assert answer.status_code == 201, answer.text
+            self._token = answer.json()["token"]
+        return self._token
+
+    async def admin(self, method: str, path: str, body: Any = None) -> httpx.Response:
+        headers = {"Authorization": f"Bearer {await self.operator_token()}"}
+        return await self.client.request(method, path, json=body, headers=headers)
+
+    async def signed(
+        self,
+        actor: Actor,
+        method: str,
+        path: str,
+        body: Any = None,
+        *,
+        headers: dict[str, str] | None = None,
+        created: float | None = None,
+        nonce: str | None = None,
+    ) -> httpx.Response:
+        raw = b"" if body is None else json.dumps(body).encode()
+        url = f"http://testserver.local{path}"
+        signed = sign_request(
+            method,
+            url,
+            raw,
+            actor.key,
+            actor.key_id,
+            actor.alg,
+            created=self.clock.now() if created is None else created,
+            nonce=nonce,
+        )
+        all_headers = {"Content-Type": "application/json", **signed, **(headers or {})}
+        return await self.client.request(method, path, content=raw, headers=all_headers)
+
+    async def merchant(self, items: list[str], actor: Actor | None = None, name: str = "武隆区图书馆") -> Actor:
+        actor = actor or ed25519_actor()
+        answer = await self.admin(
+            "POST", "/v1/admin/merchants", {"name": name, "region": "cq", "items": items, "public_key": actor.jwk}
+        )
+        assert answer.status_code == 201, answer.text
+        actor.key_id = answer.json()["key_id"]
+        actor.ids["merchant_id"] = answer.json()["merchant_id"]
+        return actor
+
+    async def channel(self, actor: Actor | None = None) -> Actor:
+        actor = actor or ed25519_actor()
+        answer = await self.admin("POST", "/v1/admin/channels", {"name": "某银行App", "public_key": actor.jwk})
+        assert answer.status_code == 201, answer.text
+        actor.key_id = answer.json()["key_id"]
+        actor.ids["channel_id"] = answer.json()["channel_id"]
+        return actor
+
+    async def cardholder(self, name: str = "张小三", number: str | None = None) -> dict[str, str]:
+        number = number or id_number()
+        answer = await self.admin(
+            "POST",
+            "/v1/admin/cardholders",
+            {"name": name, "id_number": number, "region": "cq", "card_serial": f"S{random.randint(0, 10**12)}"},
+        )
+        assert answer.status_code == 201, answer.text
+        return {**answer.json(), "name": name, "id_number": number}
+
+    async def device(self, name: str = "张小三", channel: Actor | None = None, actor: Actor | None = None) -> Actor:
+        """A citizen with a card, enrolled on a P-256 phone key."""
+        holder = await self.cardholder(name)
+        channel = channel or await self.channel()
+        actor = actor or p256_actor()
+        answer = await self.signed(
+            channel,
+            "POST",
+            "/v1/enrolments",
+            {"id_number": holder["id_number"], "name": name, "device_public_key": actor.jwk, "device_name": "phone"},
+        )
+        assert answer.status_code == 201, answer.text
+        actor.key_id = answer.json()["device_key_id"]
+        actor.ids.update(
+            device_id=answer.json()["device_id"],
+            card_id=answer.json()["card_id"],
+            id_number=holder["id_number"],
+            name=name,
+        )
+        return actor
+
+    async def code(self, device: Actor) -> str:
+        answer = await self.signed(device, "POST", "/v1/codes", {})
+        assert answer.status_code == 201, answer.text
+        code: str = answer.json()["code"]
+        return code
+
+    async def verify(self, merchant: Actor, code: str, item_code: str = "wl-030", **extra: Any) -> httpx.Response:
+        return await self.signed(merchant, "POST", "/v1/verifications", {"code": code, "item_code": item_code, **extra})
+
+    async def set_status(self, card_id: str, status: str, reason: str = "test") -> httpx.Response:
+        return await self.admin("POST", f"/v1/admin/cards/{card_id}/status", {"status": status, "reason": reason})
+
+
+def problem(answer: httpx.Response) -> tuple[int, str]:
+    """(status, code) of a refusal, after checking it is RFC 9457 problem details."""
+    assert answer.headers["content-type"].startswith("application/problem+json"), answer.text
+    body = answer.json()
+    assert {"status", "title", "detail", "code"} <= body.keys()
+    assert body["status"] == answer.status_code
+    return answer.status_code, body["code"]
