@@ -59,7 +59,7 @@ class CardholderAdminController(Controller):
     async def search(
         self, request: Request[Any, Any, Any], operator: NamedDependency[str], data: JSONBody[IdLookup]
     ) -> CardholderCards:
-        return await _cards(request).find(data.id_number)
+        return await _cards(request).find(operator, data.id_number)
 
     @post(
         "/cards/{card_id:str}/status",

@@ -88,8 +88,12 @@ class Cards:
             status="active",
         )
 
-    async def find(self, id_number: str) -> CardholderCards:
+    async def find(self, actor: str, id_number: str) -> CardholderCards:
+        """An operator's look-up by ID number; every look-up is audited, found or not."""
         holder = await store.holder_by_index(self._pool, self._index(id_number))
+        async with self._pool.acquire() as conn, conn.transaction():
+            found = holder["cardholder_id"] if holder else "none"
+            await audit.record(conn, actor, "cardholder.searched", found, {})
         if holder is None:
             raise Refusal("cardholder_not_found", "no cardholder has this ID number")
         cards = await store.cards_of_holder(self._pool, holder["cardholder_id"])

@@ -44,7 +44,10 @@ class MerchantAdminController(Controller):
 
     @get("/merchants/{merchant_id:str}", summary="A merchant", responses=problems("unauthorized", "not_found"))
     async def one(
-        self, request: Request[Any, Any, Any], operator: NamedDependency[str], merchant_id: FromPath[str]
+        self,
+        request: Request[Any, Any, Any],
+        operator: NamedDependency[str],  # noqa: ARG002 - its presence is the operator guard
+        merchant_id: FromPath[str],
     ) -> dict[str, Any]:
         merchant = await _merchants(request).get(merchant_id)
         if merchant is None:
