@@ -110,7 +110,10 @@ async def world(settings: Settings, clock: MovableClock) -> AsyncIterator[World]
     # so that tests can reach the service's collaborators too.
     async with (
         running(app),
-        httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://testserver.local") as client,
+        httpx.AsyncClient(
+            transport=httpx.ASGITransport(app=app),  # type: ignore[arg-type]
+            base_url="http://testserver.local",
+        ) as client,
     ):
         yield World(app, client, clock)
 

@@ -51,6 +51,13 @@ def p256_actor() -> Actor:
     return Actor(ec.generate_private_key(ec.SECP256R1()))
 
 
+def totp_now(uri: str, at: float | None = None) -> str:
+    """The one-time code an operator's authenticator app would show for `uri`."""
+    totp = pyotp.parse_uri(uri)
+    assert isinstance(totp, pyotp.TOTP)
+    return totp.at(int(at)) if at is not None else totp.now()
+
+
 class World:
     """The service under test and the parties around it."""
 
@@ -66,7 +73,7 @@ class World:
             password, uri = await self.app.state.operators.add(username)
             answer = await self.client.post(
                 "/v1/admin/sessions",
-                json={"username": username, "password": password, "totp": pyotp.parse_uri(uri).now()},
+                json={"username": username, "password": password, "totp": totp_now(uri)},
             )
             assert answer.status_code == 201, answer.text
             self._token = answer.json()["token"]
