@@ -11,6 +11,7 @@ import os
 import signal
 import sys
 from collections.abc import Iterator
+from pathlib import Path
 from types import FrameType
 
 from ecard.config import Settings
@@ -170,6 +171,46 @@ def cmd_keys(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def cmd_keygen(args: argparse.Namespace, _: Settings) -> int:
+    """A client key pair for trying the API: the private JWK goes to a 0600 file, the public one to stdout."""
+    from cryptography.hazmat.primitives.asymmetric import ec, ed25519  # noqa: PLC0415
+
+    from ecard.kit.crypto import write_private_file  # noqa: PLC0415
+    from ecard.kit.jwk import private_jwk, public_jwk  # noqa: PLC0415
+
+    key = ec.generate_private_key(ec.SECP256R1()) if args.curve == "p256" else ed25519.Ed25519PrivateKey.generate()
+    write_private_file(Path(args.out), json.dumps(private_jwk(key)).encode())
+    print(json.dumps(public_jwk(key.public_key())))
+    return 0
+
+
+def cmd_call(args: argparse.Namespace, _: Settings) -> int:
+    """Sign a request as API.md asks and send it: curl for RFC 9421 clients."""
+    import httpx  # noqa: PLC0415
+
+    from ecard.kit.jwk import load_private_jwk  # noqa: PLC0415
+    from ecard.kit.signing import sign_request  # noqa: PLC0415
+
+    jwk = json.loads(Path(args.key).read_text())
+    key, alg = load_private_jwk(jwk)
+    keyid = args.keyid or jwk.get("kid")
+    if not keyid:
+        print('no key id: pass --keyid or put "kid" in the key file', file=sys.stderr)
+        return 2
+    body = args.body.encode() if args.body else b""
+    headers = sign_request(args.method, args.url, body, key, keyid, alg)
+    headers["Accept"] = args.accept
+    if body:
+        headers["Content-Type"] = "application/json"
+    answer = httpx.request(args.method.upper(), args.url, content=body, headers=headers, timeout=10)
+    if args.out:
+        Path(args.out).write_bytes(answer.content)
+        print(json.dumps({"status": answer.status_code, "saved": args.out, **dict(answer.headers)}))
+    else:
+        print(answer.status_code, answer.text)
+    return 0 if answer.is_success else 1
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="ecard", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -200,6 +241,20 @@ def build_parser() -> argparse.ArgumentParser:
     revoke = keys_sub.add_parser("revoke", help="refuse a key's codes at once (key_revoked)")
     revoke.add_argument("kid", help="the key's kid as published (base64url)")
     revoke.set_defaults(func=cmd_keys)
+    keygen = sub.add_parser("keygen", help="make a client key pair (private JWK to a file, public JWK printed)")
+    keygen.add_argument("--out", required=True)
+    keygen.add_argument("--curve", choices=["ed25519", "p256"], default="ed25519")
+    keygen.set_defaults(func=cmd_keygen)
+
+    call = sub.add_parser("call", help="send an RFC 9421-signed request (like curl, signing as API.md asks)")
+    call.add_argument("method")
+    call.add_argument("url")
+    call.add_argument("body", nargs="?", default="")
+    call.add_argument("--key", required=True, help="private JWK file (its `kid` is used as keyid)")
+    call.add_argument("--keyid", default=None)
+    call.add_argument("--accept", default="application/json")
+    call.add_argument("--out", default=None, help="write the response body to this file")
+    call.set_defaults(func=cmd_call)
     return parser
 
 

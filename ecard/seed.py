@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from cryptography.hazmat.primitives.asymmetric import ec, ed25519
+from cryptography.hazmat.primitives.asymmetric import ed25519
 
 from ecard.cards import Cards
 from ecard.catalog import Catalog
@@ -16,9 +16,9 @@ from ecard.clients import ClientDirectory
 from ecard.codes import KeyRing
 from ecard.config import Settings
 from ecard.kit.clock import SystemClock
-from ecard.kit.crypto import Keys, b64u, load_master_key, write_private_file
+from ecard.kit.crypto import Keys, load_master_key, write_private_file
 from ecard.kit.infra import create_pool, create_redis, migrate
-from ecard.kit.jwk import public_jwk
+from ecard.kit.jwk import private_jwk, public_jwk
 from ecard.merchants import Merchants
 from ecard.operators import Operators
 
@@ -62,18 +62,6 @@ async def bootstrap(settings: Settings) -> list[str]:
     return applied
 
 
-def _private_jwk(key: ed25519.Ed25519PrivateKey | ec.EllipticCurvePrivateKey) -> dict[str, str]:
-    jwk = public_jwk(key.public_key())
-    if isinstance(key, ed25519.Ed25519PrivateKey):
-        from cryptography.hazmat.primitives import serialization  # noqa: PLC0415
-
-        raw = key.private_bytes(
-            serialization.Encoding.Raw, serialization.PrivateFormat.Raw, serialization.NoEncryption()
-        )
-        return {**jwk, "d": b64u(raw)}
-    return {**jwk, "d": b64u(key.private_numbers().private_value.to_bytes(32, "big"))}
-
-
 async def seed_demo(settings: Settings) -> dict[str, Any] | None:
     """Once per data folder: a demo operator, channel, merchant and cardholder. Returns what to print, else None."""
     marker = settings.data_dir / DEMO_DIR / DEMO_MARKER
@@ -108,11 +96,11 @@ async def seed_demo(settings: Settings) -> dict[str, Any] | None:
         await pool.close()
     folder = settings.data_dir / DEMO_DIR
     write_private_file(
-        folder / "channel.jwk.json", json.dumps({**_private_jwk(channel_key), "kid": channel.key_id}).encode()
+        folder / "channel.jwk.json", json.dumps({**private_jwk(channel_key), "kid": channel.key_id}).encode()
     )
     write_private_file(
         folder / "merchant.jwk.json",
-        json.dumps({**_private_jwk(merchant_key), "kid": merchant.key_id}).encode(),
+        json.dumps({**private_jwk(merchant_key), "kid": merchant.key_id}).encode(),
     )
     operator = {"username": "demo-operator", "totp_uri": totp_uri}
     summary: dict[str, Any] = {

@@ -74,3 +74,24 @@ def thumbprint(jwk: dict[str, str]) -> str:
     digest = hashes.Hash(hashes.SHA256())
     digest.update(canonical.encode())
     return b64u(digest.finalize())
+
+
+def private_jwk(key: PrivateKey) -> dict[str, str]:
+    """A private JWK (for a client's own key file; the service never stores one)."""
+    jwk = public_jwk(key.public_key())
+    if isinstance(key, ed25519.Ed25519PrivateKey):
+        raw = key.private_bytes(
+            serialization.Encoding.Raw, serialization.PrivateFormat.Raw, serialization.NoEncryption()
+        )
+        return {**jwk, "d": b64u(raw)}
+    return {**jwk, "d": b64u(key.private_numbers().private_value.to_bytes(32, "big"))}
+
+
+def load_private_jwk(jwk: dict[str, Any]) -> tuple[PrivateKey, str]:
+    """A client's private key from its JWK file, with the RFC 9421 algorithm name."""
+    d = b64u_decode(str(jwk["d"]))
+    if jwk.get("kty") == "OKP" and jwk.get("crv") == "Ed25519":
+        return ed25519.Ed25519PrivateKey.from_private_bytes(d), ALG_ED25519
+    if jwk.get("kty") == "EC" and jwk.get("crv") == "P-256":
+        return ec.derive_private_key(int.from_bytes(d, "big"), ec.SECP256R1()), ALG_P256
+    raise ValueError("an Ed25519 or P-256 private JWK is expected")
