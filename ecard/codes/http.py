@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import msgspec
@@ -14,7 +15,7 @@ from ecard.codes import qr
 from ecard.codes.keys import KeyRing
 from ecard.codes.service import CodeIssuer
 from ecard.kit.clock import iso
-from ecard.kit.problems import problems
+from ecard.kit.problems import Refusal, problems
 from ecard.ops.metrics import CODES_ISSUED
 
 
@@ -33,6 +34,23 @@ class KeySet(msgspec.Struct):
     keys: list[dict[str, Any]]
 
 
+def _check_empty_request(body: bytes) -> None:
+    """The body is `{}` (or nothing); anything else is the client's mistake, answered as such."""
+    if not body.strip() or body.strip() == b"{}":
+        return
+    try:
+        msgspec.json.decode(body, type=CodeRequest)
+    except msgspec.ValidationError as exc:
+        # msgspec names an unknown field between backticks and never echoes a value
+        unknown = re.search(r"unknown field `([^`]{1,64})`", str(exc))
+        if unknown is None:
+            raise Refusal("invalid_request", "the request body must be the empty JSON object {}") from exc
+        field = unknown.group(1)
+        raise Refusal("invalid_request", f"invalid field: {field}", extra={"fields": [field]}) from exc
+    except msgspec.DecodeError as exc:
+        raise Refusal("invalid_request", "request body is not valid JSON of the expected shape") from exc
+
+
 class CodeController(Controller):
     path = "/v1"
     tags = ["codes"]  # noqa: RUF012
@@ -45,9 +63,7 @@ class CodeController(Controller):
         responses=problems(*SIGNED_PROBLEMS, "card_suspended", "card_cancelled"),
     )
     async def mint(self, request: Request[Any, Any, Any], principal: NamedDependency[Principal]) -> Response[Any]:
-        body = await request.body()
-        if body.strip() and body.strip() != b"{}":
-            msgspec.json.decode(body, type=CodeRequest)
+        _check_empty_request(await request.body())
         issuer: CodeIssuer = request.app.state.code_issuer
         issued = await issuer.issue(principal)
         accept = request.headers.get("accept", "")
@@ -78,4 +94,6 @@ class CodeController(Controller):
     @get("/issuer/keys", summary="The issuer's code-signing keys (JWK set with COSE kids)")
     async def keys(self, request: Request[Any, Any, Any]) -> KeySet:
         ring: KeyRing = request.app.state.key_ring
+        # a terminal that refreshes its keys must learn of a revocation as soon as verifications do
+        await ring.notice_revocations()
         return KeySet(issuer=ring.issuer, keys=ring.published())

@@ -170,6 +170,22 @@ class KeyRing:
             except Exception:  # noqa: S112 - an outage must not kill the refresher; the next round retries
                 continue
 
+    async def notice_revocations(self) -> None:
+        """Reload at once when another process (`ecard keys revoke`) has flagged a key this worker still trusts."""
+        now = self._clock.now()
+        trusted = [
+            kid
+            for kid, key in self._by_kid.items()
+            if key.status == "active" or (key.status == "retired" and (key.not_after or now) >= now)
+        ]
+        if trusted and any(await self._redis.mget([self.revoked_flag(kid) for kid in trusted])):
+            await self.refresh()
+
+    async def signing_key(self) -> IssuerKey:
+        """The active key to sign new codes with; never one revoked a moment ago elsewhere."""
+        await self.notice_revocations()
+        return self.active()
+
     def active(self) -> IssuerKey:
         if self._active is None or self._active.private is None:
             raise RuntimeError("no active issuer key with a private part")

@@ -33,8 +33,8 @@ class CodeIssuer:
 
     async def issue(self, device: Principal) -> IssuedCode:
         card = await self._cards.device_card(device.owner_id)
-        key = self._ring.active()
-        if key.private is None:  # pragma: no cover - KeyRing.active() guarantees a private part
+        key = await self._ring.signing_key()
+        if key.private is None:  # pragma: no cover - KeyRing.signing_key() guarantees a private part
             raise RuntimeError("active issuer key has no private part")
         now = int(self._clock.now())
         expires = now + self._ttl_s
