@@ -23,6 +23,7 @@ from ecard.kit import audit
 from ecard.kit.clock import iso
 from ecard.kit.crypto import Keys, constant_time_equal
 from ecard.kit.ids import new_id
+from ecard.kit.jwk import parse_public_jwk
 from ecard.kit.passwords import hash_secret
 from ecard.kit.problems import Refusal
 
@@ -122,6 +123,10 @@ class Cards:
         self, channel: Principal, id_number: str, name: str, device_jwk: dict[str, Any], device_name: str
     ) -> EnrolmentAnswer:
         """Bind a device key to the person's active card, after the channel's own real-name check."""
+        try:
+            parse_public_jwk(device_jwk)
+        except Refusal as refusal:
+            raise Refusal(refusal.code, refusal.detail, extra={"fields": ["device_public_key"]}) from refusal
         holder = await store.holder_by_index(self._pool, self._index(id_number))
         if holder is None:
             raise Refusal("cardholder_not_found", "no active card is registered for this person")
@@ -135,6 +140,10 @@ class Cards:
         device_id = new_id("dev")
         async with self._pool.acquire() as conn, conn.transaction():
             # The e-card lives on one phone at a time: a new enrolment retires the card's older devices.
+            # The card's row lock makes concurrent enrolments take turns, so that each sees the one before.
+            card = await store.card_for_update(conn, card_id)
+            if card is None or card["status"] != "active":
+                raise Refusal("cardholder_not_found", "no active card is registered for this person")
             for old in await store.active_device_keys(conn, card_id):
                 await self._directory.set_owner_status(conn, old, "disabled")
             await store.revoke_devices(conn, card_id)
@@ -146,7 +155,8 @@ class Cards:
     async def set_pin(self, device: Principal, device_id: str, pin: str) -> None:
         if device.owner_id != device_id:
             raise Refusal("forbidden", "a device may set its own PIN only")
-        if len(pin) != 6 or not pin.isdigit():
+        # isdigit() alone would take any Unicode digit (全角 "４", Arabic-Indic, ...); a PIN pad sends 0-9.
+        if len(pin) != 6 or not (pin.isascii() and pin.isdigit()):
             raise Refusal("invalid_request", "pin must be 6 digits", extra={"fields": ["pin"]})
         if len(set(pin)) == 1 or pin in "0123456789" or pin in "9876543210":
             raise Refusal("invalid_request", "pin is too easy to guess", extra={"fields": ["pin"]})

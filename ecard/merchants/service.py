@@ -12,6 +12,7 @@ from ecard.catalog import Catalog
 from ecard.clients import ClientDirectory, ClientKind
 from ecard.kit import audit
 from ecard.kit.ids import new_id
+from ecard.kit.jwk import parse_public_jwk
 from ecard.kit.problems import Refusal
 from ecard.merchants import store
 from ecard.merchants.models import ChannelAnswer, MerchantAnswer
@@ -35,6 +36,14 @@ def _name(value: str, field: str) -> str:
     return value
 
 
+def _check_public_key(jwk: Any) -> None:
+    """Refuse a key that is not a public Ed25519 or P-256 JWK, naming the field as API.md asks."""
+    try:
+        parse_public_jwk(jwk)
+    except Refusal as refusal:
+        raise Refusal(refusal.code, refusal.detail, extra={"fields": ["public_key"]}) from refusal
+
+
 class Merchants:
     def __init__(self, pool: asyncpg.Pool, directory: ClientDirectory, catalog: Catalog) -> None:
         self._pool = pool
@@ -51,6 +60,7 @@ class Merchants:
     async def register(self, actor: str, name: str, region: str, items: list[str], public_key: Any) -> MerchantAnswer:
         name = _name(name, "name")
         region = _name(region, "region")
+        _check_public_key(public_key)
         items = await self._check_items(items)
         merchant_id = new_id("mch")
         async with self._pool.acquire() as conn, conn.transaction():
@@ -103,6 +113,7 @@ class Merchants:
 
     async def register_channel(self, actor: str, name: str, public_key: Any) -> ChannelAnswer:
         name = _name(name, "name")
+        _check_public_key(public_key)
         channel_id = new_id("chn")
         async with self._pool.acquire() as conn, conn.transaction():
             await store.insert_channel(conn, channel_id, name)
