@@ -85,10 +85,11 @@ async def verify(
         raise Refusal("item_unknown", "no catalog item in force has this code")
     if "electronic" not in item.card_modes:
         raise Refusal("card_mode_not_accepted", "this item accepts the physical card only")
+    cti_key = f"{deps.prefix}cti:{token.cti.hex()}"
     revoked, fresh = await store.claim(
         deps.redis,
         deps.ring.revoked_flag(token.kid),
-        f"{deps.prefix}cti:{token.cti.hex()}",
+        cti_key,
         (token.expires_at + deps.skew_s + 1) * 1000,
     )
     if revoked:
@@ -97,22 +98,30 @@ async def verify(
     if not fresh:
         await deps.risk.replay(card_id, merchant_id, token.cti.hex())
         raise Refusal("code_already_used", "this code has been used already")
-    merchant = await deps.merchants.get(merchant_id)
-    entitled = merchant is not None and merchant.status == "active" and item.item_code in merchant.items
     verification_id = new_id("vrf")
-    row = await store.record(
-        deps.pool,
-        card_id,
-        verification_id,
-        merchant_id,
-        item.item_code,
-        terminal_id,
-        place,
-        list(item.discloses),
-        token.cti,
-        to_datetime(now),
-        entitled,
-    )
+    try:
+        merchant = await deps.merchants.get(merchant_id)
+        entitled = merchant is not None and merchant.status == "active" and item.item_code in merchant.items
+        row = await store.record(
+            deps.pool,
+            card_id,
+            verification_id,
+            merchant_id,
+            item.item_code,
+            terminal_id,
+            place,
+            list(item.discloses),
+            token.cti,
+            to_datetime(now),
+            entitled,
+        )
+    except asyncpg.UniqueViolationError as exc:
+        # recorded by an earlier attempt whose answer was lost (the claim was released, the row had committed)
+        raise Refusal("code_already_used", "this code has been used already") from exc
+    except Exception:
+        # An outage is no answer about the code: release the claim so the terminal's retry can still use it.
+        await store.release(deps.redis, cti_key)
+        raise
     if row is None:
         raise Refusal("malformed_code", "the code names no card")
     if row["status"] == "suspended":

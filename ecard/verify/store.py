@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from datetime import datetime
 from typing import Any
 
@@ -61,3 +62,9 @@ async def claim(redis: aioredis.Redis, revoked_flag: str, cti_key: str, expires_
         pipe.set(cti_key, b"1", nx=True, pxat=expires_at_ms)
         revoked, fresh = await pipe.execute()
     return bool(revoked), bool(fresh)
+
+
+async def release(redis: aioredis.Redis, cti_key: str) -> None:
+    """Give a claimed code back; best effort, since the cache may be the thing that is down."""
+    with contextlib.suppress(aioredis.RedisError):
+        await redis.delete(cti_key)
