@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Mapping
 from http import HTTPStatus
 from typing import Any
@@ -16,6 +17,8 @@ from litestar.status_codes import HTTP_500_INTERNAL_SERVER_ERROR
 log = logging.getLogger("ecard.problems")
 
 PROBLEM_JSON = "application/problem+json"
+# Where a handler leaves the problem code of its answer, so that the access log can say what was refused.
+PROBLEM_CODE_STATE = "ecard.problem_code"
 
 # The stable codes of API.md and the HTTP status each maps to.
 STATUS_OF: dict[str, int] = {
@@ -94,14 +97,32 @@ def problem_response(code: str, detail: str, status: int, extra: Mapping[str, An
     return Response(content=body, status_code=status, media_type=PROBLEM_JSON, headers=headers)
 
 
-def refusal_handler(_: Request[Any, Any, Any], exc: Refusal) -> Response[Any]:
+def _note(request: Request[Any, Any, Any], code: str) -> None:
+    request.scope.setdefault("state", {})[PROBLEM_CODE_STATE] = code
+
+
+def refusal_handler(request: Request[Any, Any, Any], exc: Refusal) -> Response[Any]:
+    _note(request, exc.code)
     return problem_response(exc.code, exc.detail, exc.status, exc.extra)
 
 
-def validation_handler(_: Request[Any, Any, Any], exc: ValidationException) -> Response[Any]:
+# msgspec reports a missing or unknown field against the whole body ("data"), naming the field in its message.
+_FIELD_IN_MESSAGE = re.compile(r"(?:missing required field|contains unknown field) `([^`]{1,64})`")
+
+
+def _offending_field(entry: dict[str, Any]) -> str | None:
+    key = str(entry.get("key") or "")
+    if key and key != "data":
+        return key
+    named = _FIELD_IN_MESSAGE.search(str(entry.get("message", "")))
+    return named.group(1) if named else None
+
+
+def validation_handler(request: Request[Any, Any, Any], exc: ValidationException) -> Response[Any]:
+    _note(request, "invalid_request")
     # Litestar names the offending field in `extra`; the value itself is never echoed back.
     entries = [e for e in exc.extra if isinstance(e, dict)] if isinstance(exc.extra, list) else []
-    fields = [str(e["key"]) for e in entries if e.get("key")]
+    fields = [field for field in map(_offending_field, entries) if field]
     messages = [str(e.get("message", ""))[:200] for e in entries]
     detail = f"invalid field: {', '.join(fields)}" if fields else "request body is not valid JSON of the expected shape"
     extra: dict[str, Any] = {"fields": fields}
@@ -110,7 +131,7 @@ def validation_handler(_: Request[Any, Any, Any], exc: ValidationException) -> R
     return problem_response("invalid_request", detail, 400, extra)
 
 
-def http_exception_handler(_: Request[Any, Any, Any], exc: HTTPException) -> Response[Any]:
+def http_exception_handler(request: Request[Any, Any, Any], exc: HTTPException) -> Response[Any]:
     status = exc.status_code
     code = {
         400: "invalid_request",
@@ -121,6 +142,7 @@ def http_exception_handler(_: Request[Any, Any, Any], exc: HTTPException) -> Res
         406: "not_acceptable",
         413: "request_too_large",
     }.get(status, "invalid_request" if status < 500 else "internal_error")
+    _note(request, code)
     detail = "no such resource" if isinstance(exc, NotFoundException) else str(exc.detail or code)
     return problem_response(code, detail[:300], status)
 
@@ -129,6 +151,7 @@ def internal_error_handler(request: Request[Any, Any, Any], exc: Exception) -> R
     from ecard.kit.infra import unavailable_code  # noqa: PLC0415 - avoids an import cycle with infra
 
     code = unavailable_code(exc)
+    _note(request, code or "internal_error")
     if code is not None:
         log.warning("dependency unavailable", extra={"code": code, "path": request.url.path})
         return problem_response(code, "a backing service is unreachable; try again shortly", 503)

@@ -11,6 +11,7 @@ from typing import Any
 from litestar.enums import ScopeType
 from litestar.types import ASGIApp, Message, Receive, Scope, Send
 
+from ecard.kit.problems import PROBLEM_CODE_STATE
 from ecard.ops.metrics import REQUEST_SECONDS
 
 SAFE_FIELDS = frozenset(
@@ -87,6 +88,7 @@ def access_middleware(app: ASGIApp) -> ASGIApp:
             )
             REQUEST_SECONDS.labels(route=str(route), method=method, status=str(status)).observe(elapsed)
             if status >= 400:
+                state = scope.get("state") or {}
                 _access.info(
                     "request refused" if status < 500 else "request failed",
                     extra={
@@ -94,6 +96,8 @@ def access_middleware(app: ASGIApp) -> ASGIApp:
                         "method": method,
                         "status": status,
                         "ms": round(elapsed * 1000, 2),
+                        # the stable problem code, which says why without quoting the request
+                        "code": str(state.get(PROBLEM_CODE_STATE, "")),
                     },
                 )
 
