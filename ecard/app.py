@@ -25,6 +25,7 @@ from ecard.kit.problems import (
     Refusal,
     http_exception_handler,
     internal_error_handler,
+    not_utf8_handler,
     refusal_handler,
     validation_handler,
 )
@@ -120,6 +121,7 @@ def create_app(settings: Settings, clock: Clock | None = None) -> Litestar:
         exception_handlers={
             Refusal: refusal_handler,
             ValidationException: validation_handler,
+            UnicodeDecodeError: not_utf8_handler,
             HTTPException: http_exception_handler,
             Exception: internal_error_handler,
         },

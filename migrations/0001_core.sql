@@ -70,7 +70,6 @@ CREATE TABLE cardholders (
     name_sealed   bytea NOT NULL,
     id_sealed     bytea NOT NULL,
     id_index      bytea NOT NULL UNIQUE,
-    region        text NOT NULL,
     created_at    timestamptz NOT NULL DEFAULT now()
 );
 
@@ -78,6 +77,7 @@ CREATE TABLE cards (
     card_id        text PRIMARY KEY,
     cardholder_id  text NOT NULL REFERENCES cardholders,
     card_serial    text NOT NULL UNIQUE,
+    region         text NOT NULL,                -- the issuing region (cq, sc, ...): a property of the card
     status         text NOT NULL DEFAULT 'active' CHECK (status IN ('active', 'suspended', 'cancelled')),
     status_reason  text NOT NULL DEFAULT '',
     status_at      timestamptz NOT NULL DEFAULT now(),

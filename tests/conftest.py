@@ -40,9 +40,9 @@ def _test_database(url: str) -> str:
     async def create() -> None:
         admin = await asyncpg.connect(url)
         try:
-            exists = await admin.fetchval("SELECT 1 FROM pg_database WHERE datname = $1", name)
-            if not exists:
-                await admin.execute(f'CREATE DATABASE "{name}"')
+            # made afresh for every session: the schema is always exactly what migrations/ says
+            await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+            await admin.execute(f'CREATE DATABASE "{name}"')
         finally:
             await admin.close()
 

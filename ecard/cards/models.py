@@ -31,13 +31,13 @@ class IdLookup(msgspec.Struct, forbid_unknown_fields=True):
 class CardSummary(msgspec.Struct):
     card_id: str
     card_serial: str
+    region: str
     status: str
     status_reason: str
 
 
 class CardholderCards(msgspec.Struct):
     cardholder_id: str
-    region: str
     name_masked: str
     cards: list[CardSummary]
 

@@ -76,9 +76,8 @@ class Cards:
                 self._keys.seal_pii(name.strip(), f"name:{proposed}"),
                 self._keys.seal_pii(id_number, f"id:{proposed}"),
                 self._index(id_number),
-                region,
             )
-            if not await store.insert_card(conn, card_id, holder_id, card_serial.strip()):
+            if not await store.insert_card(conn, card_id, holder_id, card_serial.strip(), region):
                 raise Refusal("card_serial_taken", "a card with this serial is already registered")
             await audit.record(conn, actor, "card.registered", card_id, {"cardholder_id": holder_id})
         return CardholderAnswer(
@@ -101,9 +100,10 @@ class Cards:
         name = self._keys.open_pii(bytes(holder["name_sealed"]), f"name:{holder['cardholder_id']}")
         return CardholderCards(
             cardholder_id=holder["cardholder_id"],
-            region=holder["region"],
             name_masked=mask_name(name),
-            cards=[CardSummary(c["card_id"], c["card_serial"], c["status"], c["status_reason"]) for c in cards],
+            cards=[
+                CardSummary(c["card_id"], c["card_serial"], c["region"], c["status"], c["status_reason"]) for c in cards
+            ],
         )
 
     async def set_status(self, actor: str, card_id: str, status: str, reason: str) -> str:

@@ -10,9 +10,7 @@ from ecard.kit.infra import Conn, Executor
 
 
 async def holder_by_index(conn: Executor, id_index: bytes) -> dict[str, Any] | None:
-    row = await conn.fetchrow(
-        "SELECT cardholder_id, name_sealed, region FROM cardholders WHERE id_index = $1", id_index
-    )
+    row = await conn.fetchrow("SELECT cardholder_id, name_sealed FROM cardholders WHERE id_index = $1", id_index)
     return dict(row) if row else None
 
 
@@ -22,17 +20,15 @@ async def insert_holder(
     name_sealed: bytes,
     id_sealed: bytes,
     id_index: bytes,
-    region: str,
 ) -> str:
     """Insert a cardholder, or return the one already holding this ID number."""
     existing: str | None = await conn.fetchval(
-        "INSERT INTO cardholders (cardholder_id, name_sealed, id_sealed, id_index, region)"
-        " VALUES ($1, $2, $3, $4, $5) ON CONFLICT (id_index) DO NOTHING RETURNING cardholder_id",
+        "INSERT INTO cardholders (cardholder_id, name_sealed, id_sealed, id_index)"
+        " VALUES ($1, $2, $3, $4) ON CONFLICT (id_index) DO NOTHING RETURNING cardholder_id",
         cardholder_id,
         name_sealed,
         id_sealed,
         id_index,
-        region,
     )
     if existing is not None:
         return existing
@@ -40,20 +36,21 @@ async def insert_holder(
     return found
 
 
-async def insert_card(conn: Conn, card_id: str, cardholder_id: str, card_serial: str) -> bool:
+async def insert_card(conn: Conn, card_id: str, cardholder_id: str, card_serial: str, region: str) -> bool:
     row = await conn.fetchrow(
-        "INSERT INTO cards (card_id, cardholder_id, card_serial) VALUES ($1, $2, $3)"
+        "INSERT INTO cards (card_id, cardholder_id, card_serial, region) VALUES ($1, $2, $3, $4)"
         " ON CONFLICT (card_serial) DO NOTHING RETURNING card_id",
         card_id,
         cardholder_id,
         card_serial,
+        region,
     )
     return row is not None
 
 
 async def cards_of_holder(conn: Executor, cardholder_id: str) -> list[dict[str, Any]]:
     rows = await conn.fetch(
-        "SELECT card_id, card_serial, status, status_reason, created_at FROM cards"
+        "SELECT card_id, card_serial, region, status, status_reason, created_at FROM cards"
         " WHERE cardholder_id = $1 ORDER BY created_at DESC",
         cardholder_id,
     )

@@ -104,7 +104,7 @@ def load_master_key(settings: Settings) -> bytes:
         return b64u_decode(settings.secret_key)
     path = settings.data_dir / SECRET_FILE
     if not path.exists():
-        settings.data_dir.mkdir(parents=True, exist_ok=True)
+        settings.data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
         _write_private(path, b64u(os.urandom(32)).encode())
     return b64u_decode(path.read_text().strip())
 
@@ -117,7 +117,7 @@ def _write_private(path: Path, data: bytes) -> None:
 
 def write_private_file(path: Path, data: bytes) -> None:
     """Write a private key or secret readable by its owner only."""
-    path.parent.mkdir(parents=True, exist_ok=True)
+    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
     if path.exists():
         path.unlink()
     _write_private(path, data)

@@ -131,6 +131,13 @@ def validation_handler(request: Request[Any, Any, Any], exc: ValidationException
     return problem_response("invalid_request", detail, 400, extra)
 
 
+def not_utf8_handler(request: Request[Any, Any, Any], _: UnicodeDecodeError) -> Response[Any]:
+    # msgspec raises UnicodeDecodeError, not a DecodeError, for a JSON string that is not UTF-8, and Litestar
+    # lets it through as a 500; for a client it is one more body that is not valid JSON.
+    _note(request, "invalid_request")
+    return problem_response("invalid_request", "request body is not valid UTF-8 JSON", 400, {"fields": []})
+
+
 def http_exception_handler(request: Request[Any, Any, Any], exc: HTTPException) -> Response[Any]:
     status = exc.status_code
     code = {

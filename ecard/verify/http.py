@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from litestar import Controller, Request, Response, post
+from litestar import Controller, Request, post
 from litestar.di import NamedDependency
 from litestar.params import JSONBody
 
@@ -13,7 +13,7 @@ from ecard.clients import ClientKind, Principal
 from ecard.clients.http import SIGNED_PROBLEMS, signed_by
 from ecard.kit.clock import iso
 from ecard.kit.infra import unavailable_code
-from ecard.kit.problems import Refusal, problem_response, problems
+from ecard.kit.problems import Refusal, problems
 from ecard.ops.metrics import VERIFICATIONS, VERIFY_SECONDS
 from ecard.verify.models import VerificationAnswer, VerificationRequest, storable
 from ecard.verify.service import VerifyDeps, verify
@@ -38,17 +38,10 @@ REFUSALS = (
 )
 
 
-def _not_utf8(_: Request[Any, Any, Any], __: UnicodeDecodeError) -> Response[Any]:
-    # msgspec raises UnicodeDecodeError, not a DecodeError, for a JSON string that is not UTF-8, and Litestar
-    # lets it through as a 500; for a terminal it is one more body that is not valid JSON.
-    return problem_response("invalid_request", "request body is not valid UTF-8 JSON", 400, {"fields": []})
-
-
 class VerificationController(Controller):
     path = "/v1/verifications"
     tags = ["verification"]  # noqa: RUF012
     dependencies = {"principal": signed_by(ClientKind.MERCHANT, ClientKind.TERMINAL)}  # noqa: RUF012
-    exception_handlers = {UnicodeDecodeError: _not_utf8}  # noqa: RUF012
 
     @post(
         "/",

@@ -13,7 +13,7 @@ import redis.asyncio as aioredis
 # status change committed before it is always seen, on every worker.
 _RECORD = """
 WITH card AS (
-    SELECT c.card_id, c.status, h.cardholder_id, h.name_sealed, h.id_sealed, h.region
+    SELECT c.card_id, c.status, c.region, h.cardholder_id, h.name_sealed, h.id_sealed
     FROM cards c JOIN cardholders h USING (cardholder_id)
     WHERE c.card_id = $1
 ), recorded AS (

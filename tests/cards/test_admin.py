@@ -449,3 +449,17 @@ async def test_tampering_with_the_audit_log_breaks_the_chain(world: World, tampe
     assert done.endswith(" 1")
 
     assert await audit.verify_chain(pool) is False
+
+
+async def test_the_region_belongs_to_each_card_not_to_the_person(world: World) -> None:
+    number = id_number()
+    first = await register(world, new_holder(number=number, region="sc"))
+    second = await register(world, new_holder(number=number, region="cq"))
+    assert first.status_code == second.status_code == 201
+    assert (first.json()["region"], second.json()["region"]) == ("sc", "cq")
+    assert first.json()["cardholder_id"] == second.json()["cardholder_id"]
+
+    found = await search(world, number)
+
+    regions = {card["card_id"]: card["region"] for card in found.json()["cards"]}
+    assert regions == {first.json()["card_id"]: "sc", second.json()["card_id"]: "cq"}
