@@ -50,12 +50,20 @@ async def _init_connection(conn: asyncpg.Connection[Any]) -> None:
     await conn.set_type_codec("jsonb", encoder=json.dumps, decoder=json.loads, schema="pg_catalog")
 
 
+async def _keep_session(_: asyncpg.Connection[Any]) -> None:
+    # asyncpg still rolls back an open transaction on release; the full RESET ALL / UNLISTEN /
+    # advisory-unlock query it would run besides costs a round trip per request, and the
+    # service leaves no session state behind (transaction-scoped advisory locks only).
+    return None
+
+
 async def create_pool(url: str, min_size: int = 2, max_size: int = 10) -> asyncpg.Pool:
     pool = await asyncpg.create_pool(
         url,
         min_size=min_size,
         max_size=max_size,
         init=_init_connection,
+        reset=_keep_session,
         command_timeout=5,
         timeout=3,
         # a connection lost while PostgreSQL was away is dropped, not reused
