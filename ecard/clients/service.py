@@ -9,7 +9,7 @@ import asyncpg
 import redis.asyncio as aioredis
 
 from ecard.clients import store
-from ecard.clients.models import Client, ClientKind, Principal
+from ecard.clients.models import Client, ClientKind, NonceClaim, Principal
 from ecard.kit import signing
 from ecard.kit.clock import Clock
 from ecard.kit.crypto import b64u
@@ -100,7 +100,10 @@ class Authenticator:
         headers: Mapping[str, str],
         body: bytes,
         kinds: frozenset[ClientKind],
+        *,
+        defer_nonce: bool = False,
     ) -> Principal:
+        """The signer of a request; with `defer_nonce` the caller must claim `principal.nonce` itself."""
         params = signing.parse_signature_params(headers, has_body=bool(body))
         signing.check_window(params, self._clock.now(), self._window_s)
         client = await self._directory.get(params.keyid)
@@ -112,8 +115,12 @@ class Authenticator:
         if client.kind not in kinds:
             raise Refusal("forbidden", f"a {client.kind.value} key may not call this endpoint")
         # The nonce is claimed only after the signature verified, so nobody can burn another's nonces.
-        nonce_key = f"{self._prefix}nonce:{{{client.key_id}}}:{b64u(params.nonce.encode())}"
-        fresh = await self._redis.set(nonce_key, b"1", nx=True, ex=2 * self._window_s + 1)
-        if not fresh:
-            raise Refusal("nonce_reused", "this nonce has been used already")
-        return Principal(client.key_id, client.kind, client.owner_id, client.parent_id)
+        nonce = NonceClaim(
+            key=f"{self._prefix}nonce:{{{client.key_id}}}:{b64u(params.nonce.encode())}",
+            ttl_s=2 * self._window_s + 1,
+        )
+        if not defer_nonce:
+            fresh = await self._redis.set(nonce.key, b"1", nx=True, ex=nonce.ttl_s)
+            if not fresh:
+                raise Refusal("nonce_reused", "this nonce has been used already")
+        return Principal(client.key_id, client.kind, client.owner_id, client.parent_id, nonce if defer_nonce else None)

@@ -12,18 +12,18 @@ from dataclasses import dataclass
 from typing import Any
 
 import http_sf
-from cryptography.exceptions import InvalidSignature as CryptoInvalidSignature
+from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
 from http_message_signatures import (
     HTTPMessageSigner,
     HTTPSignatureKeyResolver,
-    InvalidSignature,
     algorithms,
 )
 from http_message_signatures.structures import CaseInsensitiveDict
 
+from ecard.kit import ed25519 as ed25519_fast
 from ecard.kit.jwk import ALG_ED25519, ALG_P256, PrivateKey, PublicKey
 from ecard.kit.problems import Refusal
 
@@ -161,15 +161,19 @@ def verify_signature(
     signature = _signature_value(_header(headers, "signature") or "", params.label)
     if isinstance(key, ec.EllipticCurvePublicKey) and len(signature) != 64:
         raise Refusal("signature_invalid", "an ecdsa-p256-sha256 signature is 64 bytes (r || s)")
-    base = _signature_base(params, raw_params, values)
+    if not _verifies(key, signature, _signature_base(params, raw_params, values)):
+        raise Refusal("signature_invalid", "the signature does not verify with the registered key")
+
+
+def _verifies(key: PublicKey, signature: bytes, base: bytes) -> bool:
+    if not isinstance(key, ec.EllipticCurvePublicKey):
+        return ed25519_fast.verify(key, signature, base)
+    der = encode_dss_signature(int.from_bytes(signature[:32], "big"), int.from_bytes(signature[32:], "big"))
     try:
-        if isinstance(key, ec.EllipticCurvePublicKey):
-            der = encode_dss_signature(int.from_bytes(signature[:32], "big"), int.from_bytes(signature[32:], "big"))
-            key.verify(der, base, ec.ECDSA(hashes.SHA256()))
-        else:
-            key.verify(signature, base)
-    except (CryptoInvalidSignature, InvalidSignature, ValueError) as exc:
-        raise Refusal("signature_invalid", "the signature does not verify with the registered key") from exc
+        key.verify(der, base, ec.ECDSA(hashes.SHA256()))
+    except (InvalidSignature, ValueError):
+        return False
+    return True
 
 
 def _check_digest(field_value: str, body: bytes) -> None:

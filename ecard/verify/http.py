@@ -41,7 +41,7 @@ REFUSALS = (
 class VerificationController(Controller):
     path = "/v1/verifications"
     tags = ["verification"]  # noqa: RUF012
-    dependencies = {"principal": signed_by(ClientKind.MERCHANT, ClientKind.TERMINAL)}  # noqa: RUF012
+    dependencies = {"principal": signed_by(ClientKind.MERCHANT, ClientKind.TERMINAL, defer_nonce=True)}  # noqa: RUF012
 
     @post(
         "/",

@@ -86,12 +86,18 @@ async def verify(
     if "electronic" not in item.card_modes:
         raise Refusal("card_mode_not_accepted", "this item accepts the physical card only")
     cti_key = f"{deps.prefix}cti:{token.cti.hex()}"
-    revoked, fresh = await store.claim(
+    nonce_fresh, revoked, fresh = await store.claim(
         deps.redis,
+        principal.nonce,
         deps.ring.revoked_flag(token.kid),
         cti_key,
         (token.expires_at + deps.skew_s + 1) * 1000,
     )
+    if not nonce_fresh:
+        # a replayed request: it must not have taken the code it carries
+        if fresh:
+            await store.release(deps.redis, cti_key)
+        raise Refusal("nonce_reused", "this nonce has been used already")
     if revoked:
         raise Refusal("key_revoked", "the key that signed this code has been revoked")
     card_id, _device_id = _open_reference(deps, token.card_ref)

@@ -9,6 +9,8 @@ from typing import Any
 import asyncpg
 import redis.asyncio as aioredis
 
+from ecard.clients import NonceClaim
+
 # The card's status is read in the same statement that records the verification, so a
 # status change committed before it is always seen, on every worker.
 _RECORD = """
@@ -55,13 +57,19 @@ async def record(
     return dict(row) if row else None
 
 
-async def claim(redis: aioredis.Redis, revoked_flag: str, cti_key: str, expires_at_ms: int) -> tuple[bool, bool]:
-    """(key revoked, code fresh): the revocation flag and the single-use claim in one round trip."""
+async def claim(
+    redis: aioredis.Redis, nonce: NonceClaim | None, revoked_flag: str, cti_key: str, expires_at_ms: int
+) -> tuple[bool, bool, bool]:
+    """(nonce fresh, key revoked, code fresh): the request's nonce (when the edge deferred it), the
+    revocation flag and the code's single-use claim, in one round trip."""
     async with redis.pipeline(transaction=False) as pipe:
+        if nonce is not None:
+            pipe.set(nonce.key, b"1", nx=True, ex=nonce.ttl_s)
         pipe.exists(revoked_flag)
         pipe.set(cti_key, b"1", nx=True, pxat=expires_at_ms)
-        revoked, fresh = await pipe.execute()
-    return bool(revoked), bool(fresh)
+        answers = await pipe.execute()
+    nonce_fresh = bool(answers[0]) if nonce is not None else True
+    return nonce_fresh, bool(answers[-2]), bool(answers[-1])
 
 
 async def release(redis: aioredis.Redis, cti_key: str) -> None:

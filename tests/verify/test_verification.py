@@ -344,3 +344,20 @@ async def test_a_card_reported_lost_from_the_phone_is_refused_at_once(world: Wor
     assert answer.json() == {"status": "suspended"}
     assert problem(await world.verify(merchant, minted_before, "wl-030")) == (403, "card_suspended")
     assert await _count(world, "verifications") == 0
+
+
+async def test_a_reused_nonce_is_refused_without_taking_the_fresh_code_it_carries(world: World) -> None:
+    merchant = await world.merchant(["wl-030"])
+    device = await world.device()
+    first, second = await world.code(device), await world.code(device)
+    body = {"code": first, "item_code": "wl-030"}
+    assert (await world.signed(merchant, "POST", "/v1/verifications", body, nonce="n-shared-000001")).status_code == 200
+
+    replay = await world.signed(
+        merchant, "POST", "/v1/verifications", {"code": second, "item_code": "wl-030"}, nonce="n-shared-000001"
+    )
+
+    assert problem(replay) == (401, "nonce_reused")
+    assert (await world.verify(merchant, second)).status_code == 200
+    replays = await world.app.state.pool.fetchval("SELECT count(*) FROM risk_events WHERE kind = 'code_replay'")
+    assert replays == 0
