@@ -58,7 +58,7 @@ class CodeController(Controller):
     @post(
         "/codes",
         status_code=201,
-        dependencies={"principal": signed_by(ClientKind.DEVICE)},
+        dependencies={"principal": signed_by(ClientKind.DEVICE, defer_nonce=True)},
         summary="Mint a dynamic code (JSON, or the QR itself with Accept: image/png or image/svg+xml)",
         responses=problems(*SIGNED_PROBLEMS, "card_suspended", "card_cancelled"),
     )

@@ -12,6 +12,7 @@ import redis.asyncio as aioredis
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ed25519
 
+from ecard.clients import NonceClaim
 from ecard.codes import store
 from ecard.kit.clock import Clock, iso, to_datetime
 from ecard.kit.crypto import Keys, b64u, b64u_decode
@@ -170,20 +171,34 @@ class KeyRing:
             except Exception:  # noqa: S112 - an outage must not kill the refresher; the next round retries
                 continue
 
-    async def notice_revocations(self) -> None:
-        """Reload at once when another process (`ecard keys revoke`) has flagged a key this worker still trusts."""
+    def _trusted_flags(self) -> list[str]:
         now = self._clock.now()
-        trusted = [
-            kid
+        return [
+            self.revoked_flag(kid)
             for kid, key in self._by_kid.items()
             if key.status == "active" or (key.status == "retired" and (key.not_after or now) >= now)
         ]
-        if trusted and any(await self._redis.mget([self.revoked_flag(kid) for kid in trusted])):
+
+    async def notice_revocations(self) -> None:
+        """Reload at once when another process (`ecard keys revoke`) has flagged a key this worker still trusts."""
+        flags = self._trusted_flags()
+        if flags and any(await self._redis.mget(flags)):
             await self.refresh()
 
-    async def signing_key(self) -> IssuerKey:
-        """The active key to sign new codes with; never one revoked a moment ago elsewhere."""
-        await self.notice_revocations()
+    async def signing_key(self, nonce: NonceClaim | None = None) -> IssuerKey:
+        """The active key to sign new codes with; never one revoked a moment ago elsewhere.
+
+        The request's nonce, when its route deferred it, is claimed in the same round trip."""
+        flags = self._trusted_flags()
+        async with self._redis.pipeline(transaction=False) as pipe:
+            if nonce is not None:
+                pipe.set(nonce.key, b"1", nx=True, ex=nonce.ttl_s)
+            pipe.mget(flags)
+            answers = await pipe.execute()
+        if nonce is not None and not answers[0]:
+            raise Refusal("nonce_reused", "this nonce has been used already")
+        if any(answers[-1]):
+            await self.refresh()
         return self.active()
 
     def active(self) -> IssuerKey:

@@ -33,7 +33,7 @@ class CodeIssuer:
 
     async def issue(self, device: Principal) -> IssuedCode:
         card = await self._cards.device_card(device.owner_id)
-        key = await self._ring.signing_key()
+        key = await self._ring.signing_key(device.nonce)
         if key.private is None:  # pragma: no cover - KeyRing.signing_key() guarantees a private part
             raise RuntimeError("active issuer key has no private part")
         now = int(self._clock.now())
