@@ -14,10 +14,11 @@ from litestar.openapi import OpenAPIConfig
 from litestar.openapi.plugins import ScalarRenderPlugin
 
 from ecard.cards import CardholderAdminController, Cards, DeviceController, EnrolmentController
-from ecard.catalog import Catalog, CatalogController
+from ecard.catalog import Catalog, CatalogAdminController, CatalogController
 from ecard.clients import Authenticator, ClientDirectory
 from ecard.codes import CodeController, CodeIssuer, KeyRing
 from ecard.config import Settings
+from ecard.depth import Depth, DepthController
 from ecard.kit.clock import Clock, SystemClock
 from ecard.kit.crypto import Keys, load_master_key
 from ecard.kit.infra import create_pool, create_redis
@@ -29,7 +30,7 @@ from ecard.kit.problems import (
     refusal_handler,
     validation_handler,
 )
-from ecard.merchants import MerchantAdminController, Merchants
+from ecard.merchants import MerchantAdminController, Merchants, VenueController
 from ecard.operators import Operators, SessionController
 from ecard.ops import EchoController, OpsController, access_middleware, configure
 from ecard.risk import RiskEvents
@@ -47,7 +48,7 @@ def create_app(settings: Settings, clock: Clock | None = None) -> Litestar:
         redis = create_redis(settings.redis_url)
         keys = Keys.from_master(load_master_key(settings))
         directory = ClientDirectory(pool)
-        catalog = Catalog(pool)
+        catalog = Catalog(pool, clock)
         merchants = Merchants(pool, directory, catalog)
         cards = Cards(pool, keys, directory)
         ring = KeyRing(
@@ -72,6 +73,7 @@ def create_app(settings: Settings, clock: Clock | None = None) -> Litestar:
         state.directory = directory
         state.catalog = catalog
         state.merchants = merchants
+        state.depth = Depth(pool, catalog, clock)
         state.cards = cards
         state.key_ring = ring
         state.authenticator = Authenticator(directory, redis, settings.redis_prefix, clock, settings.signature_window_s)
@@ -105,11 +107,14 @@ def create_app(settings: Settings, clock: Clock | None = None) -> Litestar:
         SessionController,
         CardholderAdminController,
         MerchantAdminController,
+        VenueController,
+        DepthController,
         EnrolmentController,
         DeviceController,
         CodeController,
         VerificationController,
         CatalogController,
+        CatalogAdminController,
     ]
     if settings.load_echo:
         handlers.append(EchoController)

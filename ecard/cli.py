@@ -1,4 +1,4 @@
-"""The `ecard` command: serve, migrate, seed, operator, keys."""
+"""The `ecard` command: serve, migrate, seed, operator, catalog, keys."""
 
 from __future__ import annotations
 
@@ -122,6 +122,45 @@ def cmd_operator_add(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def cmd_catalog_import(args: argparse.Namespace, settings: Settings) -> int:
+    """Apply a catalog CSV as one new version, or, when any row is wrong, nothing: every bad line is printed."""
+    from ecard.kit.problems import Refusal  # noqa: PLC0415
+
+    path = Path(args.file)
+    try:
+        text = path.read_text(encoding="utf-8-sig")
+    except (OSError, UnicodeDecodeError) as exc:
+        detail = f"{path.name}: cannot read a UTF-8 file: {exc}"
+        print(json.dumps({"error": "invalid_request", "detail": detail}, ensure_ascii=False), file=sys.stderr)
+        return 2
+
+    async def run(live: Settings) -> object:
+        from ecard.catalog import Catalog  # noqa: PLC0415
+        from ecard.kit.infra import create_pool  # noqa: PLC0415
+
+        assert live.database_url
+        pool = await create_pool(live.database_url, 1, 1)
+        try:
+            imported = await Catalog(pool).import_csv(path.name, text)
+        finally:
+            await pool.close()
+        return {"version": imported.version, "items": imported.items}
+
+    with _services(settings) as live:
+        from ecard.seed import bootstrap  # noqa: PLC0415
+
+        asyncio.run(bootstrap(live))
+        try:
+            print(json.dumps(asyncio.run(run(live))))
+        except Refusal as refusal:
+            errors = refusal.extra.get("errors", [])
+            for error in errors:
+                print(error, file=sys.stderr)
+            print(json.dumps({"error": refusal.code, "detail": refusal.detail}, ensure_ascii=False), file=sys.stderr)
+            return 2
+    return 0
+
+
 def cmd_keys(args: argparse.Namespace, settings: Settings) -> int:
     from ecard.kit.problems import Refusal  # noqa: PLC0415
 
@@ -231,6 +270,14 @@ def build_parser() -> argparse.ArgumentParser:
     add.add_argument("--username", required=True)
     add.add_argument("--password", default=None)
     add.set_defaults(func=cmd_operator_add)
+
+    catalog = sub.add_parser("catalog", help="the catalog of card uses")
+    catalog_sub = catalog.add_subparsers(dest="action", required=True)
+    import_ = catalog_sub.add_parser(
+        "import", help="apply a CSV with the columns of wulong-2025.csv as one new version (all rows or none)"
+    )
+    import_.add_argument("file", help="the CSV file; optional columns regions, effective_from, effective_to")
+    import_.set_defaults(func=cmd_catalog_import)
 
     keys = sub.add_parser("keys", help="issuer code-signing keys")
     keys_sub = keys.add_subparsers(dest="action", required=True)

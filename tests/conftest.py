@@ -26,8 +26,10 @@ from ecard.kit.infra import migrate
 from tests.support import World
 
 TABLES = (
-    "operators, channels, merchants, merchant_items, client_keys, cardholders, cards, card_status_changes,"
-    " devices, issuer_keys, verifications, risk_events, audit_log, catalog_items"
+    "operators, channels, merchants, merchant_items, terminals, depth_scenes, depth_beneficiaries, client_keys,"
+    " cardholders, cards, card_status_changes,"
+    " devices, issuer_keys, verifications, risk_events, audit_log, catalog_items,"
+    " catalog_versions, catalog_changes"
 )
 
 

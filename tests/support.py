@@ -109,14 +109,48 @@ class World:
         all_headers = {"Content-Type": "application/json", **signed, **(headers or {})}
         return await self.client.request(method, path, content=raw, headers=all_headers)
 
-    async def merchant(self, items: list[str], actor: Actor | None = None, name: str = "武隆区图书馆") -> Actor:
+    async def merchant(
+        self,
+        items: list[str],
+        actor: Actor | None = None,
+        name: str = "武隆区图书馆",
+        functions: list[str] | None = None,
+        region: str = "cq",
+    ) -> Actor:
+        """A merchant entitled to `items`; its functions are those of the items unless given."""
         actor = actor or ed25519_actor()
-        answer = await self.admin(
-            "POST", "/v1/admin/merchants", {"name": name, "region": "cq", "items": items, "public_key": actor.jwk}
-        )
+        if functions is None:
+            by_code = {item.item_code: item for item in await self.app.state.catalog.items()}
+            functions = sorted({f for code in items if code in by_code for f in by_code[code].functions})
+        body = {"name": name, "region": region, "items": items, "public_key": actor.jwk}
+        if functions:
+            body["functions"] = functions
+        answer = await self.admin("POST", "/v1/admin/merchants", body)
         assert answer.status_code == 201, answer.text
         actor.key_id = answer.json()["key_id"]
         actor.ids["merchant_id"] = answer.json()["merchant_id"]
+        return actor
+
+    async def terminal(
+        self, merchant: Actor, terminal_id: str, region: str = "wulong", actor: Actor | None = None
+    ) -> Actor:
+        """A terminal of `merchant` at a place in `region`, signing with its own key."""
+        actor = actor or ed25519_actor()
+        place = {
+            "name": f"{terminal_id}服务台",
+            "address": "武隆区芙蓉路1号",
+            "region": region,
+            "lat": 29.32,
+            "lon": 107.76,
+        }
+        answer = await self.admin(
+            "POST",
+            f"/v1/admin/merchants/{merchant.ids['merchant_id']}/terminals",
+            {"terminal_id": terminal_id, "place": place, "public_key": actor.jwk},
+        )
+        assert answer.status_code == 201, answer.text
+        actor.key_id = answer.json()["key_id"]
+        actor.ids.update(merchant_id=merchant.ids["merchant_id"], terminal_id=terminal_id, region=region)
         return actor
 
     async def channel(self, actor: Actor | None = None) -> Actor:

@@ -52,6 +52,8 @@ STATUS_OF: dict[str, int] = {
     "item_unknown": 404,
     "card_mode_not_accepted": 422,
     "merchant_not_entitled": 403,
+    "entitlement_mismatch": 409,
+    "terminal_exists": 409,
     "issuer_unavailable": 503,
     "database_unavailable": 503,
     "cache_unavailable": 503,

@@ -1,6 +1,6 @@
-"""Merchants, their entitlements, and channels."""
+"""Merchants, their functions and entitlements, their terminals and places, and channels."""
 
-from ecard.merchants.http import MerchantAdminController
-from ecard.merchants.service import Merchant, Merchants
+from ecard.merchants.http import MerchantAdminController, VenueController
+from ecard.merchants.service import Merchant, Merchants, Terminal
 
-__all__ = ["Merchant", "MerchantAdminController", "Merchants"]
+__all__ = ["Merchant", "MerchantAdminController", "Merchants", "Terminal", "VenueController"]

@@ -1,13 +1,15 @@
-"""Operator HTTP for merchants and channels."""
+"""Operator HTTP for merchants, their terminals and channels; the public list of venues."""
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from litestar import Controller, Request, get, post, put
 from litestar.di import NamedDependency
-from litestar.params import FromPath, JSONBody
+from litestar.params import FromPath, FromQuery, JSONBody
 
+from ecard.kit.clock import to_datetime
 from ecard.kit.problems import Refusal, problems
 from ecard.merchants.models import (
     ChannelAnswer,
@@ -16,9 +18,22 @@ from ecard.merchants.models import (
     MerchantAnswer,
     NewChannel,
     NewMerchant,
+    NewTerminal,
+    TerminalAnswer,
+    TerminalStatus,
+    VenueList,
 )
 from ecard.merchants.service import Merchants
 from ecard.operators import operator_session
+
+# what a query value may be before it reaches SQL: PostgreSQL text cannot hold U+0000
+_QUERY_VALUE = re.compile(r"[^\x00-\x1f\x7f]{1,64}")
+
+
+def _query_value(value: str | None, field: str) -> str | None:
+    if value is not None and not _QUERY_VALUE.fullmatch(value):
+        raise Refusal("invalid_request", f"{field} must be 1 to 64 printable characters", extra={"fields": [field]})
+    return value
 
 
 def _merchants(request: Request[Any, Any, Any]) -> Merchants:
@@ -35,12 +50,14 @@ class MerchantAdminController(Controller):
         "/merchants",
         status_code=201,
         summary="Register a merchant with its public key and entitled items",
-        responses=problems("unauthorized", "invalid_request", "item_unknown"),
+        responses=problems("unauthorized", "invalid_request", "item_unknown", "entitlement_mismatch"),
     )
     async def register(
         self, request: Request[Any, Any, Any], operator: NamedDependency[str], data: JSONBody[NewMerchant]
     ) -> MerchantAnswer:
-        return await _merchants(request).register(operator, data.name, data.region, data.items, data.public_key)
+        return await _merchants(request).register(
+            operator, data.name, data.region, data.items, data.public_key, data.functions
+        )
 
     @get("/merchants/{merchant_id:str}", summary="A merchant", responses=problems("unauthorized", "not_found"))
     async def one(
@@ -57,13 +74,14 @@ class MerchantAdminController(Controller):
             "name": merchant.name,
             "region": merchant.region,
             "status": merchant.status,
+            "functions": sorted(merchant.functions),
             "items": sorted(merchant.items),
         }
 
     @put(
         "/merchants/{merchant_id:str}/items",
-        summary="Replace a merchant's entitlements",
-        responses=problems("unauthorized", "not_found", "item_unknown"),
+        summary="Replace a merchant's entitlements (and, when given, its functions)",
+        responses=problems("unauthorized", "invalid_request", "not_found", "item_unknown", "entitlement_mismatch"),
     )
     async def set_items(
         self,
@@ -72,8 +90,12 @@ class MerchantAdminController(Controller):
         merchant_id: FromPath[str],
         data: JSONBody[Entitlements],
     ) -> dict[str, Any]:
-        merchant = await _merchants(request).set_items(operator, merchant_id, data.items)
-        return {"merchant_id": merchant.merchant_id, "items": sorted(merchant.items)}
+        merchant = await _merchants(request).set_items(operator, merchant_id, data.items, data.functions)
+        return {
+            "merchant_id": merchant.merchant_id,
+            "functions": sorted(merchant.functions),
+            "items": sorted(merchant.items),
+        }
 
     @post(
         "/merchants/{merchant_id:str}/status",
@@ -90,6 +112,39 @@ class MerchantAdminController(Controller):
     ) -> dict[str, str]:
         await _merchants(request).set_status(operator, merchant_id, data.status)
         return {"merchant_id": merchant_id, "status": data.status}
+
+    @post(
+        "/merchants/{merchant_id:str}/terminals",
+        status_code=201,
+        summary="Register a merchant's terminal with its place and public key",
+        responses=problems("unauthorized", "invalid_request", "not_found", "terminal_exists"),
+    )
+    async def add_terminal(
+        self,
+        request: Request[Any, Any, Any],
+        operator: NamedDependency[str],
+        merchant_id: FromPath[str],
+        data: JSONBody[NewTerminal],
+    ) -> TerminalAnswer:
+        return await _merchants(request).add_terminal(
+            operator, merchant_id, data.terminal_id, data.place, data.public_key
+        )
+
+    @post(
+        "/merchants/{merchant_id:str}/terminals/{terminal_id:str}/status",
+        status_code=200,
+        summary="Enable or disable one terminal and its key",
+        responses=problems("unauthorized", "invalid_request", "not_found"),
+    )
+    async def set_terminal_status(
+        self,
+        request: Request[Any, Any, Any],
+        operator: NamedDependency[str],
+        merchant_id: FromPath[str],
+        terminal_id: FromPath[str],
+        data: JSONBody[ClientStatus],
+    ) -> TerminalStatus:
+        return await _merchants(request).set_terminal_status(operator, merchant_id, terminal_id, data.status)
 
     @post(
         "/channels",
@@ -117,3 +172,24 @@ class MerchantAdminController(Controller):
     ) -> dict[str, str]:
         await _merchants(request).set_channel_status(operator, channel_id, data.status)
         return {"channel_id": channel_id, "status": data.status}
+
+
+class VenueController(Controller):
+    path = "/v1/venues"
+    tags = ["catalog"]  # noqa: RUF012
+
+    @get(
+        "/",
+        summary="Where the card works (服务专区): terminals and merchants, by item and region",
+        responses=problems("item_unknown", "invalid_request"),
+    )
+    async def venues(
+        self,
+        request: Request[Any, Any, Any],
+        item_code: FromQuery[str | None] = None,
+        region: FromQuery[str | None] = None,
+    ) -> VenueList:
+        day = to_datetime(request.app.state.clock.now()).date()
+        item_code = _query_value(item_code, "item_code")
+        region = _query_value(region, "region")
+        return VenueList(venues=await _merchants(request).venues(item_code, region, day))

@@ -1,4 +1,4 @@
-"""SQL for merchants, their entitlements, and channels."""
+"""SQL for merchants, their entitlements, terminals and places, and channels."""
 
 from __future__ import annotations
 
@@ -7,10 +7,18 @@ from typing import Any
 from ecard.kit.infra import Conn, Executor
 
 
-async def insert_merchant(conn: Conn, merchant_id: str, name: str, region: str) -> None:
+async def insert_merchant(conn: Conn, merchant_id: str, name: str, region: str, functions: list[str]) -> None:
     await conn.execute(
-        "INSERT INTO merchants (merchant_id, name, region) VALUES ($1, $2, $3)", merchant_id, name, region
+        "INSERT INTO merchants (merchant_id, name, region, functions) VALUES ($1, $2, $3, $4)",
+        merchant_id,
+        name,
+        region,
+        functions,
     )
+
+
+async def set_functions(conn: Conn, merchant_id: str, functions: list[str]) -> None:
+    await conn.execute("UPDATE merchants SET functions = $2 WHERE merchant_id = $1", merchant_id, functions)
 
 
 async def set_items(conn: Conn, merchant_id: str, items: list[str]) -> None:
@@ -23,7 +31,7 @@ async def set_items(conn: Conn, merchant_id: str, items: list[str]) -> None:
 
 async def merchant(pool: Executor, merchant_id: str) -> dict[str, Any] | None:
     row = await pool.fetchrow(
-        "SELECT m.merchant_id, m.name, m.region, m.status,"
+        "SELECT m.merchant_id, m.name, m.region, m.status, m.functions,"
         " COALESCE(array_agg(mi.item_code ORDER BY mi.item_code) FILTER (WHERE mi.item_code IS NOT NULL), '{}')"
         " AS items"
         " FROM merchants m LEFT JOIN merchant_items mi USING (merchant_id) WHERE m.merchant_id = $1"
@@ -45,3 +53,88 @@ async def insert_channel(conn: Conn, channel_id: str, name: str) -> None:
 async def set_channel_status(conn: Conn, channel_id: str, status: str) -> bool:
     done: str = await conn.execute("UPDATE channels SET status = $2 WHERE channel_id = $1", channel_id, status)
     return done.endswith(" 1")
+
+
+async def merchant_for_update(conn: Conn, merchant_id: str) -> dict[str, Any] | None:
+    """The merchant row, locked until the transaction ends, so concurrent changes to it take turns."""
+    row = await conn.fetchrow(
+        "SELECT merchant_id, status, functions FROM merchants WHERE merchant_id = $1 FOR UPDATE", merchant_id
+    )
+    return dict(row) if row else None
+
+
+async def insert_terminal(
+    conn: Conn,
+    terminal_ref: str,
+    merchant_id: str,
+    terminal_id: str,
+    place_name: str,
+    place_address: str,
+    region: str,
+    lat: float,
+    lon: float,
+) -> bool:
+    """False when the merchant already has a terminal with this id."""
+    done: str = await conn.execute(
+        "INSERT INTO terminals (terminal_ref, merchant_id, terminal_id, place_name, place_address, region, lat, lon)"
+        " VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT (merchant_id, terminal_id) DO NOTHING",
+        terminal_ref,
+        merchant_id,
+        terminal_id,
+        place_name,
+        place_address,
+        region,
+        lat,
+        lon,
+    )
+    return done.endswith(" 1")
+
+
+_TERMINAL = (
+    "SELECT terminal_ref, merchant_id, terminal_id, place_name, place_address, region, lat, lon, status FROM terminals"
+)
+
+
+async def terminal(pool: Executor, terminal_ref: str) -> dict[str, Any] | None:
+    row = await pool.fetchrow(_TERMINAL + " WHERE terminal_ref = $1", terminal_ref)
+    return dict(row) if row else None
+
+
+async def set_terminal_status(conn: Conn, merchant_id: str, terminal_id: str, status: str) -> str | None:
+    """The terminal's ref, or None when the merchant has no terminal with this id."""
+    ref: str | None = await conn.fetchval(
+        "UPDATE terminals SET status = $3 WHERE merchant_id = $1 AND terminal_id = $2 RETURNING terminal_ref",
+        merchant_id,
+        terminal_id,
+        status,
+    )
+    return ref
+
+
+async def disabled_terminals(conn: Conn, merchant_id: str) -> list[str]:
+    rows = await conn.fetch(
+        "SELECT terminal_ref FROM terminals WHERE merchant_id = $1 AND status = 'disabled'", merchant_id
+    )
+    return [r["terminal_ref"] for r in rows]
+
+
+# Active terminals of active merchants, and active merchants with no terminal at all (they verify
+# with their own key, in their own region). A merchant whose terminals are all disabled is nowhere.
+_VENUES = """
+SELECT m.merchant_id, m.name AS merchant_name, m.region AS merchant_region,
+       t.terminal_id, t.place_name, t.place_address, t.region, t.lat, t.lon,
+       (SELECT array_agg(mi.item_code ORDER BY mi.item_code) FROM merchant_items mi
+        WHERE mi.merchant_id = m.merchant_id) AS items
+FROM merchants m
+LEFT JOIN terminals t ON t.merchant_id = m.merchant_id AND t.status = 'active'
+WHERE m.status = 'active'
+  AND (t.terminal_ref IS NOT NULL OR NOT EXISTS (SELECT 1 FROM terminals o WHERE o.merchant_id = m.merchant_id))
+  AND ($1::text IS NULL
+       OR EXISTS (SELECT 1 FROM merchant_items e WHERE e.merchant_id = m.merchant_id AND e.item_code = $1))
+  AND ($2::text IS NULL OR COALESCE(t.region, m.region) = $2)
+ORDER BY m.name, m.merchant_id, t.terminal_id NULLS FIRST
+"""
+
+
+async def venues(pool: Executor, item_code: str | None, region: str | None) -> list[dict[str, Any]]:
+    return [dict(r) for r in await pool.fetch(_VENUES, item_code, region)]

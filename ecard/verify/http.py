@@ -32,6 +32,7 @@ REFUSALS = (
     "item_unknown",
     "card_mode_not_accepted",
     "merchant_not_entitled",
+    "forbidden",
     "issuer_unavailable",
     "database_unavailable",
     "cache_unavailable",

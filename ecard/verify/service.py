@@ -65,6 +65,8 @@ async def verify(
     merchant_id = principal.parent_id if principal.kind is ClientKind.TERMINAL else principal.owner_id
     if merchant_id is None:  # pragma: no cover - terminals always belong to a merchant
         raise Refusal("forbidden", "this key belongs to no merchant")
+    if principal.kind is ClientKind.TERMINAL:
+        terminal_id, place = await _registered_terminal(principal, terminal_id, deps)
     token = decode(code)
     if token.issuer != deps.issuer:
         raise Refusal("unknown_issuer", "this code comes from an issuer this service does not know")
@@ -142,6 +144,21 @@ async def verify(
         verified_at=now,
         card=_disclose(deps, row, item.discloses, merchant_id),
     )
+
+
+async def _registered_terminal(
+    principal: Principal, claimed_id: str | None, deps: VerifyDeps
+) -> tuple[str, dict[str, Any]]:
+    """A terminal is recorded under the id and place it was registered with, whatever its body says.
+
+    Checked before the code is looked at, so a misconfigured terminal does not burn the holder's code.
+    """
+    terminal = await deps.merchants.terminal(principal.owner_id)
+    if terminal is None:  # pragma: no cover - a terminal key is only ever registered with its terminal
+        raise Refusal("forbidden", "this terminal key belongs to no registered terminal")
+    if claimed_id is not None and claimed_id != terminal.terminal_id:
+        raise Refusal("forbidden", "a terminal verifies under its own terminal_id only")
+    return terminal.terminal_id, terminal.place
 
 
 def _disclose(deps: VerifyDeps, row: dict[str, Any], discloses: tuple[str, ...], merchant_id: str) -> dict[str, str]:
