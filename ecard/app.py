@@ -51,17 +51,7 @@ def create_app(settings: Settings, clock: Clock | None = None) -> Litestar:
         catalog = Catalog(pool, clock)
         merchants = Merchants(pool, directory, catalog)
         cards = Cards(pool, keys, directory)
-        ring = KeyRing(
-            pool,
-            redis,
-            keys,
-            clock,
-            settings.redis_prefix,
-            settings.issuer_id,
-            settings.code_ttl_s,
-            settings.clock_skew_s,
-            settings.issuer_signing_key,
-        )
+        ring = KeyRing.from_settings(pool, redis, keys, clock, settings)
         await ring.ensure_active()
         await ring.republish_revocations()
         state = app.state

@@ -94,20 +94,15 @@ def cmd_operator_add(args: argparse.Namespace, settings: Settings) -> int:
     async def run(live: Settings) -> dict[str, str]:
         from ecard.kit.clock import SystemClock  # noqa: PLC0415
         from ecard.kit.crypto import Keys, load_master_key  # noqa: PLC0415
-        from ecard.kit.infra import create_pool, create_redis  # noqa: PLC0415
+        from ecard.kit.infra import connections  # noqa: PLC0415
         from ecard.operators import Operators  # noqa: PLC0415
 
         assert live.database_url
         assert live.redis_url
-        pool = await create_pool(live.database_url, 1, 1)
-        redis = create_redis(live.redis_url)
-        try:
+        async with connections(live.database_url, live.redis_url) as (pool, redis):
             keys = Keys.from_master(load_master_key(live))
             ops = Operators(pool, redis, keys, SystemClock(), live.redis_prefix, live.session_ttl_s)
             password, uri = await ops.add(args.username, args.password)
-        finally:
-            await redis.aclose()
-            await pool.close()
         return {"username": args.username, "password": password, "totp_uri": uri}
 
     with _services(settings) as live:
@@ -168,24 +163,12 @@ def cmd_keys(args: argparse.Namespace, settings: Settings) -> int:
         from ecard.codes import KeyRing  # noqa: PLC0415
         from ecard.kit.clock import SystemClock  # noqa: PLC0415
         from ecard.kit.crypto import Keys, load_master_key  # noqa: PLC0415
-        from ecard.kit.infra import create_pool, create_redis  # noqa: PLC0415
+        from ecard.kit.infra import connections  # noqa: PLC0415
 
         assert live.database_url
         assert live.redis_url
-        pool = await create_pool(live.database_url, 1, 1)
-        redis = create_redis(live.redis_url)
-        try:
-            ring = KeyRing(
-                pool,
-                redis,
-                Keys.from_master(load_master_key(live)),
-                SystemClock(),
-                live.redis_prefix,
-                live.issuer_id,
-                live.code_ttl_s,
-                live.clock_skew_s,
-                live.issuer_signing_key,
-            )
+        async with connections(live.database_url, live.redis_url) as (pool, redis):
+            ring = KeyRing.from_settings(pool, redis, Keys.from_master(load_master_key(live)), SystemClock(), live)
             await ring.refresh()
             if args.action == "rotate":
                 return {"rotated_to": b64u(await ring.rotate()), "keys": ring.published()}
@@ -197,9 +180,6 @@ def cmd_keys(args: argparse.Namespace, settings: Settings) -> int:
                 await ring.revoke(kid)
                 return {"revoked": args.kid, "keys": ring.published()}
             return {"issuer": live.issuer_id, "keys": ring.published()}
-        finally:
-            await redis.aclose()
-            await pool.close()
 
     with _services(settings) as live:
         try:

@@ -17,7 +17,7 @@ from ecard.codes import KeyRing
 from ecard.config import Settings
 from ecard.kit.clock import SystemClock
 from ecard.kit.crypto import Keys, load_master_key, write_private_file
-from ecard.kit.infra import create_pool, create_redis, migrate
+from ecard.kit.infra import connections, migrate
 from ecard.kit.jwk import private_jwk, public_jwk
 from ecard.merchants import Merchants
 from ecard.operators import Operators
@@ -39,26 +39,11 @@ async def bootstrap(settings: Settings) -> list[str]:
     assert settings.database_url
     assert settings.redis_url
     applied = await migrate(settings.database_url)
-    pool = await create_pool(settings.database_url, 1, 2)
-    redis = create_redis(settings.redis_url)
-    try:
+    async with connections(settings.database_url, settings.redis_url) as (pool, redis):
         async with pool.acquire() as conn, conn.transaction():
             await seed_catalog(conn, catalog_rows())
-        ring = KeyRing(
-            pool,
-            redis,
-            Keys.from_master(load_master_key(settings)),
-            SystemClock(),
-            settings.redis_prefix,
-            settings.issuer_id,
-            settings.code_ttl_s,
-            settings.clock_skew_s,
-            settings.issuer_signing_key,
-        )
-        await ring.ensure_active()
-    finally:
-        await redis.aclose()
-        await pool.close()
+        keys = Keys.from_master(load_master_key(settings))
+        await KeyRing.from_settings(pool, redis, keys, SystemClock(), settings).ensure_active()
     return applied
 
 
@@ -69,9 +54,7 @@ async def seed_demo(settings: Settings) -> dict[str, Any] | None:
         return None
     assert settings.database_url
     assert settings.redis_url
-    pool = await create_pool(settings.database_url, 1, 2)
-    redis = create_redis(settings.redis_url)
-    try:
+    async with connections(settings.database_url, settings.redis_url) as (pool, redis):
         keys = Keys.from_master(load_master_key(settings))
         clock = SystemClock()
         directory = ClientDirectory(pool)
@@ -91,9 +74,6 @@ async def seed_demo(settings: Settings) -> dict[str, Any] | None:
             public_jwk(merchant_key.public_key()),
         )
         holder = await Cards(pool, keys, directory).register("seed", **DEMO_HOLDER)
-    finally:
-        await redis.aclose()
-        await pool.close()
     folder = settings.data_dir / DEMO_DIR
     write_private_file(
         folder / "channel.jwk.json", json.dumps({**private_jwk(channel_key), "kid": channel.key_id}).encode()

@@ -13,10 +13,10 @@ import pyotp
 from server import ecard_cli
 from signer import Actor, ed25519_actor, p256_actor
 
+from ecard.kit.clientkey import made_up_id_number
 from ecard.kit.signing import sign_request
 
 ITEM = "wl-030"
-_WEIGHTS = (7, 9, 10, 5, 8, 4, 2, 1, 6, 3, 7, 9, 10, 5, 8, 4, 2)
 
 
 @dataclass
@@ -26,12 +26,6 @@ class Cast:
     merchant: Actor
     channel: Actor
     devices: list[Actor]
-
-
-def id_number(rng: random.Random) -> str:
-    """A made-up resident ID number with a valid check digit (as tests/support.py makes them)."""
-    body = f"500101{rng.randint(1950, 2005)}{rng.randint(1, 12):02d}{rng.randint(1, 28):02d}{rng.randint(0, 999):03d}"
-    return body + "10X98765432"[sum(int(d) * w for d, w in zip(body, _WEIGHTS, strict=True)) % 11]
 
 
 def totp_now(uri: str) -> str:
@@ -96,7 +90,7 @@ def _channel(api: Api) -> Actor:
 
 
 def _device(api: Api, channel: Actor, rng: random.Random, index: int) -> Actor:
-    name, number = f"压测{index:04d}", id_number(rng)
+    name, number = f"压测{index:04d}", made_up_id_number(rng)
     serial = f"LOAD{rng.randrange(10**12):012d}"
     api.admin("/v1/admin/cardholders", {"name": name, "id_number": number, "region": "cq", "card_serial": serial})
     actor = p256_actor()

@@ -14,12 +14,12 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from urllib.parse import urlsplit, urlunsplit
 
-import asyncpg
 import httpx
 import psutil
 import redis
+
+from ecard.kit.infra import recreate_database
 
 REPO = Path(__file__).resolve().parent.parent
 # Pre-minted codes and pre-signed requests must outlive the run.
@@ -37,19 +37,7 @@ def free_port() -> int:
 
 def load_database(url: str) -> str:
     """A fresh database `<db>_ecard_load` beside the configured one (dropped and made anew each run)."""
-    parts = urlsplit(url)
-    name = (parts.path.lstrip("/") or "postgres") + "_ecard_load"
-
-    async def recreate() -> None:
-        admin = await asyncpg.connect(url)
-        try:
-            await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-            await admin.execute(f'CREATE DATABASE "{name}"')
-        finally:
-            await admin.close()
-
-    asyncio.run(recreate())
-    return urlunsplit(parts._replace(path="/" + name))
+    return asyncio.run(recreate_database(url, "_ecard_load"))
 
 
 def service_env(data_dir: Path) -> dict[str, str]:

@@ -5,39 +5,19 @@ from __future__ import annotations
 import base64
 import hashlib
 import os
-from dataclasses import dataclass, field
 
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519
 from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
 
-from ecard.kit.jwk import ALG_ED25519, ALG_P256, PrivateKey, public_jwk
+from ecard.kit.clientkey import ClientKey
+from ecard.kit.jwk import PrivateKey
 from ecard.kit.signing import parse_signature_params, sign_request, verify_signature
 
-
-@dataclass
-class Actor:
-    """A machine client: its private key and the key id the service gave it."""
-
-    key: PrivateKey
-    key_id: str = ""
-    ids: dict[str, str] = field(default_factory=dict)
-
-    @property
-    def alg(self) -> str:
-        return ALG_ED25519 if isinstance(self.key, ed25519.Ed25519PrivateKey) else ALG_P256
-
-    @property
-    def jwk(self) -> dict[str, str]:
-        return public_jwk(self.key.public_key())
-
-
-def ed25519_actor() -> Actor:
-    return Actor(ed25519.Ed25519PrivateKey.generate())
-
-
-def p256_actor() -> Actor:
-    return Actor(ec.generate_private_key(ec.SECP256R1()))
+# load clients are clients like any other
+Actor = ClientKey
+ed25519_actor = ClientKey.ed25519
+p256_actor = ClientKey.p256
 
 
 def new_nonce() -> str:

@@ -9,7 +9,6 @@ import tempfile
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
-from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
 import httpx
@@ -22,7 +21,7 @@ from ecard.catalog.store import seed as seed_catalog
 from ecard.config import Settings
 from ecard.kit.clock import MovableClock
 from ecard.kit.crypto import b64u
-from ecard.kit.infra import migrate
+from ecard.kit.infra import migrate, recreate_database
 from tests.support import World
 
 TABLES = (
@@ -34,22 +33,10 @@ TABLES = (
 
 
 def _test_database(url: str) -> str:
-    """A database of its own beside the configured one, so tests never wipe a developer's data."""
-    parts = urlsplit(url)
-    # ECARD_TEST_DB_SUFFIX lets several test runs share one server without sharing a database.
-    name = (parts.path.lstrip("/") or "postgres") + os.environ.get("ECARD_TEST_DB_SUFFIX", "_ecard_test")
-
-    async def create() -> None:
-        admin = await asyncpg.connect(url)
-        try:
-            # made afresh for every session: the schema is always exactly what migrations/ says
-            await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-            await admin.execute(f'CREATE DATABASE "{name}"')
-        finally:
-            await admin.close()
-
-    asyncio.run(create())
-    return urlunsplit(parts._replace(path="/" + name))
+    """A database of its own beside the configured one, made afresh each session, so tests never wipe a
+    developer's data and the schema is always exactly what migrations/ says. ECARD_TEST_DB_SUFFIX lets
+    several test runs share one server."""
+    return asyncio.run(recreate_database(url, os.environ.get("ECARD_TEST_DB_SUFFIX", "_ecard_test")))
 
 
 @pytest.fixture(scope="session")

@@ -4,51 +4,21 @@ from __future__ import annotations
 
 import json
 import random
-from dataclasses import dataclass, field
 from typing import Any
 
 import httpx
 import pyotp
-from cryptography.hazmat.primitives.asymmetric import ec, ed25519
 from litestar import Litestar
 
+from ecard.kit.clientkey import ClientKey, made_up_id_number
 from ecard.kit.clock import MovableClock
-from ecard.kit.jwk import ALG_ED25519, ALG_P256, PrivateKey, public_jwk
 from ecard.kit.signing import sign_request
 
-_WEIGHTS = (7, 9, 10, 5, 8, 4, 2, 1, 6, 3, 7, 9, 10, 5, 8, 4, 2)
-
-
-def id_number(rng: random.Random | None = None) -> str:
-    """A made-up resident ID number with a valid check digit."""
-    rng = rng or random.Random()
-    body = f"500101{rng.randint(1950, 2005)}{rng.randint(1, 12):02d}{rng.randint(1, 28):02d}{rng.randint(0, 999):03d}"
-    return body + "10X98765432"[sum(int(d) * w for d, w in zip(body, _WEIGHTS, strict=True)) % 11]
-
-
-@dataclass
-class Actor:
-    """A machine client: its private key and the key id the service gave it."""
-
-    key: PrivateKey
-    key_id: str = ""
-    ids: dict[str, str] = field(default_factory=dict)
-
-    @property
-    def alg(self) -> str:
-        return ALG_ED25519 if isinstance(self.key, ed25519.Ed25519PrivateKey) else ALG_P256
-
-    @property
-    def jwk(self) -> dict[str, str]:
-        return public_jwk(self.key.public_key())
-
-
-def ed25519_actor() -> Actor:
-    return Actor(ed25519.Ed25519PrivateKey.generate())
-
-
-def p256_actor() -> Actor:
-    return Actor(ec.generate_private_key(ec.SECP256R1()))
+# the tests' parties are clients like any other: one key type, one id-number maker for all tools
+Actor = ClientKey
+ed25519_actor = ClientKey.ed25519
+p256_actor = ClientKey.p256
+id_number = made_up_id_number
 
 
 def totp_now(uri: str, at: float | None = None) -> str:

@@ -14,6 +14,7 @@ from cryptography.hazmat.primitives.asymmetric import ed25519
 
 from ecard.clients import NonceClaim
 from ecard.codes import store
+from ecard.config import Settings
 from ecard.kit.clock import Clock, iso, to_datetime
 from ecard.kit.crypto import Keys, b64u, b64u_decode
 from ecard.kit.infra import Conn
@@ -77,6 +78,22 @@ class KeyRing:
         self._active: IssuerKey | None = None
         self._loaded_at = float("-inf")
         self._lock = asyncio.Lock()
+
+    @classmethod
+    def from_settings(
+        cls, pool: asyncpg.Pool, redis: aioredis.Redis, keys: Keys, clock: Clock, settings: Settings
+    ) -> KeyRing:
+        return cls(
+            pool,
+            redis,
+            keys,
+            clock,
+            settings.redis_prefix,
+            settings.issuer_id,
+            settings.code_ttl_s,
+            settings.clock_skew_s,
+            settings.issuer_signing_key,
+        )
 
     def revoked_flag(self, kid: bytes) -> str:
         return f"{self._prefix}revoked-kid:{kid.hex()}"

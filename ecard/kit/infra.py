@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import logging
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any, TypeAlias
+from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
 import redis.asyncio as aioredis
@@ -117,3 +120,30 @@ async def migrate(url: str, directory: Path = MIGRATIONS_DIR) -> list[str]:
     finally:
         await conn.close()
     return applied_now
+
+
+async def recreate_database(url: str, suffix: str) -> str:
+    """A database of its own beside the one `url` names (`<db><suffix>`), dropped and made anew; its URL.
+
+    For test and load runs, which must never touch the configured database's data."""
+    parts = urlsplit(url)
+    name = (parts.path.lstrip("/") or "postgres") + suffix
+    admin: asyncpg.Connection[Any] = await asyncpg.connect(url)
+    try:
+        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        await admin.execute(f'CREATE DATABASE "{name}"')
+    finally:
+        await admin.close()
+    return urlunsplit(parts._replace(path="/" + name))
+
+
+@contextlib.asynccontextmanager
+async def connections(database_url: str, redis_url: str) -> AsyncIterator[tuple[asyncpg.Pool[Any], aioredis.Redis]]:
+    """A small pool and a Redis client for one command-line job, closed after it."""
+    pool = await create_pool(database_url, 1, 2)
+    redis = create_redis(redis_url)
+    try:
+        yield pool, redis
+    finally:
+        await redis.aclose()
+        await pool.close()
