@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
+import os
 import random
+import sys
+from dataclasses import dataclass
 from typing import Any
 
 import httpx
@@ -182,3 +186,36 @@ def problem(answer: httpx.Response) -> tuple[int, str]:
     assert {"status", "title", "detail", "code"} <= body.keys()
     assert body["status"] == answer.status_code
     return answer.status_code, body["code"]
+
+
+@dataclass
+class CliRun:
+    returncode: int
+    stdout: str
+    stderr: str
+
+
+async def ecard_cli(world: World, *args: str) -> CliRun:
+    """`ecard <args>` in a process of its own, pointed at the service's database, cache, prefix and secret."""
+    settings = world.app.state.settings
+    env = {name: value for name, value in os.environ.items() if not name.startswith("ECARD_")}
+    env.update(
+        ECARD_DATABASE_URL=settings.database_url,
+        ECARD_REDIS_URL=settings.redis_url,
+        ECARD_REDIS_PREFIX=settings.redis_prefix,
+        ECARD_SECRET_KEY=settings.secret_key,
+        ECARD_ISSUER_ID=settings.issuer_id,
+        ECARD_DATA_DIR=str(settings.data_dir),
+    )
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "ecard.cli",
+        *args,
+        env=env,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    out, err = await asyncio.wait_for(process.communicate(), timeout=120)
+    assert process.returncode is not None
+    return CliRun(process.returncode, out.decode(), err.decode())

@@ -13,8 +13,7 @@ from ecard.catalog import Catalog
 from ecard.catalog.seed import CATALOG_CSV
 from ecard.kit.problems import Refusal
 from tests.catalog.support import versions
-from tests.operators.test_cli import ecard
-from tests.support import World
+from tests.support import World, ecard_cli
 
 SHIPPED = CATALOG_CSV.read_text(encoding="utf-8")
 
@@ -168,7 +167,7 @@ async def test_the_command_imports_a_file_as_one_version(world: World, tmp_path:
     path = tmp_path / "wulong-2025-q3.csv"
     path.write_text(edited({"wl-030": {"discloses": "pseudonym"}, "wl-031": {"discloses": "pseudonym"}}))
 
-    run = await ecard(world, "catalog", "import", str(path))
+    run = await ecard_cli(world, "catalog", "import", str(path))
 
     assert run.returncode == 0, run.stderr
     assert json.loads(run.stdout) == {"version": 2, "items": 2}
@@ -191,7 +190,7 @@ async def test_the_command_prints_every_bad_line_exits_2_and_applies_nothing(wor
         )
     )
 
-    run = await ecard(world, "catalog", "import", str(path))
+    run = await ecard_cli(world, "catalog", "import", str(path))
 
     assert run.returncode == 2
     lines = run.stderr.strip().splitlines()

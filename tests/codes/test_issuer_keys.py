@@ -2,13 +2,10 @@
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import json
 import os
-import sys
 from datetime import datetime
-from pathlib import Path
 from typing import Any
 
 import base45
@@ -16,9 +13,7 @@ import cbor2
 import pytest
 
 from ecard.codes import keys as key_ring_module
-from tests.support import World, problem
-
-REPO = Path(__file__).resolve().parents[2]
+from tests.support import World, ecard_cli, problem
 
 
 @pytest.fixture(autouse=True)
@@ -50,30 +45,8 @@ async def _active_kid(world: World) -> str:
 
 
 async def _cli(world: World, *args: str) -> tuple[int, str, str]:
-    """`ecard <args>` in a process of its own, pointed at the service's database, cache and secret."""
-    settings = world.app.state.settings
-    env = {name: value for name, value in os.environ.items() if not name.startswith("ECARD_")}
-    env.update(
-        ECARD_DATABASE_URL=settings.database_url,
-        ECARD_REDIS_URL=settings.redis_url,
-        ECARD_REDIS_PREFIX=settings.redis_prefix,
-        ECARD_SECRET_KEY=settings.secret_key,
-        ECARD_ISSUER_ID=settings.issuer_id,
-        ECARD_DATA_DIR=str(settings.data_dir),
-    )
-    process = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "ecard.cli",
-        *args,
-        cwd=REPO,
-        env=env,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-    )
-    stdout, stderr = await asyncio.wait_for(process.communicate(), timeout=120)
-    assert process.returncode is not None
-    return process.returncode, stdout.decode(), stderr.decode()
+    run = await ecard_cli(world, *args)
+    return run.returncode, run.stdout, run.stderr
 
 
 async def test_the_issuer_keys_are_public_and_complete(world: World) -> None:

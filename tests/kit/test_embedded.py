@@ -14,6 +14,7 @@ import pytest
 import redis
 
 from ecard.kit.embedded import POSTGRES_BIN_PATH, EmbeddedServices, ServiceUrls, discover
+from tests.processes import gone, processes_for, server_pids
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -27,31 +28,6 @@ def _psql(url: str, sql: str) -> str:
         text=True,
         timeout=30,
     ).stdout.strip()
-
-
-def _processes_for(data_dir: Path) -> list[psutil.Process]:
-    found = []
-    for proc in psutil.process_iter(["cmdline", "status"]):
-        if proc.info["status"] == psutil.STATUS_ZOMBIE:
-            continue
-        if any(str(data_dir) in arg for arg in proc.info["cmdline"] or []):
-            found.append(proc)
-    return found
-
-
-def _server_pids(data_dir: Path) -> set[int]:
-    postmaster = int((data_dir / "postgres" / "postmaster.pid").read_text().split()[0])
-    valkey = int((data_dir / "valkey" / "valkey.pid").read_text().strip())
-    children = {child.pid for child in psutil.Process(postmaster).children(recursive=True)}
-    return {postmaster, valkey} | children
-
-
-def _gone(pid: int) -> bool:
-    try:
-        status: str = psutil.Process(pid).status()
-    except psutil.NoSuchProcess:
-        return True
-    return status == psutil.STATUS_ZOMBIE
 
 
 def _mark_owner_dead(data_dir: Path) -> None:
@@ -86,15 +62,15 @@ def test_start_persist_discover_stop_restart(tmp_path: Path) -> None:
         }
         assert discover(tmp_path) == urls
 
-        pids = _server_pids(tmp_path)
-        assert _processes_for(tmp_path)
+        pids = server_pids(tmp_path)
+        assert processes_for(tmp_path)
     finally:
         services.stop()
 
     assert not state_file.exists()
     assert discover(tmp_path) is None
-    assert all(_gone(pid) for pid in pids)
-    assert _processes_for(tmp_path) == []
+    assert all(gone(pid) for pid in pids)
+    assert processes_for(tmp_path) == []
     services.stop()  # second stop is harmless
 
     again = EmbeddedServices(tmp_path)
@@ -108,7 +84,7 @@ def test_start_persist_discover_stop_restart(tmp_path: Path) -> None:
         cache.close()
     finally:
         again.stop()
-    assert _processes_for(tmp_path) == []
+    assert processes_for(tmp_path) == []
 
 
 def test_second_instance_shares_and_does_not_stop(tmp_path: Path) -> None:
@@ -127,7 +103,7 @@ def test_second_instance_shares_and_does_not_stop(tmp_path: Path) -> None:
         first.stop()
         second.stop()
     assert discover(tmp_path) is None
-    assert _processes_for(tmp_path) == []
+    assert processes_for(tmp_path) == []
 
 
 def test_recovers_from_crashed_owner(tmp_path: Path) -> None:
@@ -137,23 +113,23 @@ def test_recovers_from_crashed_owner(tmp_path: Path) -> None:
     # Simulate the owner dying without stop(): forget ownership, point the state at a dead pid.
     services._owner_pid = None
     _mark_owner_dead(tmp_path)
-    leftovers = _server_pids(tmp_path)
+    leftovers = server_pids(tmp_path)
     assert discover(tmp_path) is None
 
     successor = EmbeddedServices(tmp_path)
     try:
         assert successor.start() == ServiceUrls(urls.database_url, urls.redis_url)
-        assert all(_gone(pid) for pid in leftovers)
+        assert all(gone(pid) for pid in leftovers)
     finally:
         successor.stop()
         services.stop()
-    assert _processes_for(tmp_path) == []
+    assert processes_for(tmp_path) == []
 
     # Servers killed outright leave stale pid/lock files (maybe naming unreaped zombies).
     third = EmbeddedServices(tmp_path)
     third.start()
     _psql(urls.database_url, "CREATE TABLE survived (v int); INSERT INTO survived VALUES (7)")
-    for pid in _server_pids(tmp_path):
+    for pid in server_pids(tmp_path):
         with contextlib.suppress(psutil.NoSuchProcess):
             psutil.Process(pid).kill()
     third._owner_pid = None
@@ -166,7 +142,7 @@ def test_recovers_from_crashed_owner(tmp_path: Path) -> None:
     finally:
         fourth.stop()
         third.stop()
-    assert _processes_for(tmp_path) == []
+    assert processes_for(tmp_path) == []
 
     # A stale valkey pidfile naming a live unrelated process (pid reuse) must not confuse start.
     (tmp_path / "valkey" / "valkey.pid").write_text(f"{os.getpid()}\n")
@@ -175,11 +151,11 @@ def test_recovers_from_crashed_owner(tmp_path: Path) -> None:
         fifth.start()
     finally:
         fifth.stop()
-    assert _processes_for(tmp_path) == []
+    assert processes_for(tmp_path) == []
 
 
 @pytest.fixture(autouse=True)
 def _no_strays(tmp_path: Path) -> object:
     yield None
-    for proc in _processes_for(tmp_path):
+    for proc in processes_for(tmp_path):
         proc.kill()

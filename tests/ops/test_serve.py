@@ -21,6 +21,7 @@ import pytest
 
 from ecard.kit.jwk import load_private_jwk
 from ecard.kit.signing import sign_request
+from tests.processes import gone, processes_for, server_pids
 from tests.support import totp_now
 
 try:
@@ -113,7 +114,7 @@ class Servers:
             if process.poll() is None:
                 process.kill()
                 process.wait(timeout=10)
-        for proc in _processes_for(self.data_dir):
+        for proc in processes_for(self.data_dir):
             with contextlib.suppress(psutil.NoSuchProcess):
                 proc.kill()
 
@@ -125,32 +126,6 @@ def servers(tmp_path: Path) -> Iterator[Servers]:
         yield started
     finally:
         started.cleanup()
-
-
-def _processes_for(data_dir: Path) -> list[psutil.Process]:
-    """Live (non-zombie) processes whose command line mentions data_dir: the embedded postgres and valkey."""
-    found = []
-    for proc in psutil.process_iter(["cmdline", "status"]):
-        if proc.info["status"] == psutil.STATUS_ZOMBIE:
-            continue
-        if any(str(data_dir) in arg for arg in proc.info["cmdline"] or []):
-            found.append(proc)
-    return found
-
-
-def _server_pids(data_dir: Path) -> set[int]:
-    """The embedded servers' pids, with PostgreSQL's backends, as their pid files name them."""
-    postmaster = int((data_dir / "postgres" / "postmaster.pid").read_text().split()[0])
-    valkey = int((data_dir / "valkey" / "valkey.pid").read_text().strip())
-    backends = {child.pid for child in psutil.Process(postmaster).children(recursive=True)}
-    return {postmaster, valkey} | backends
-
-
-def _gone(pid: int) -> bool:
-    try:
-        return bool(psutil.Process(pid).status() == psutil.STATUS_ZOMBIE)
-    except psutil.NoSuchProcess:
-        return True
 
 
 def _issuer_kids(serving: Serving) -> list[str]:
@@ -182,8 +157,8 @@ def _operator_logs_in(serving: Serving, username: str, password: str, totp_uri: 
 
 
 def _assert_all_stopped(data_dir: Path, pids: set[int]) -> None:
-    assert all(_gone(pid) for pid in pids), [pid for pid in pids if not _gone(pid)]
-    assert _processes_for(data_dir) == []
+    assert all(gone(pid) for pid in pids), [pid for pid in pids if not gone(pid)]
+    assert processes_for(data_dir) == []
     assert discover(data_dir) is None
 
 
@@ -236,8 +211,8 @@ def test_serve_starts_embedded_services_seeds_a_demo_shares_them_and_stops_on_si
     _operator_logs_in(serving, "bob", bob["password"], bob["totp_uri"])
     assert discover(data_dir) == found, "the command must not have started or stopped services of its own"
 
-    pids = _server_pids(data_dir)
-    assert len(_processes_for(data_dir)) >= 2  # postgres and valkey, as the check below expects them
+    pids = server_pids(data_dir)
+    assert len(processes_for(data_dir)) >= 2  # postgres and valkey, as the check below expects them
     code = servers.stop(serving, signal.SIGTERM)
     assert code in {0, 128 + signal.SIGTERM}, serving.stderr[-2000:]
     _assert_all_stopped(data_dir, pids)
@@ -251,7 +226,7 @@ def test_serve_restarted_keeps_its_data_seeds_once_and_stops_on_sigint(servers: 
     kids = _issuer_kids(first)
     assert len(kids) == 1
     assert _passwords_printed(first.stderr) == 1
-    pids = _server_pids(data_dir)
+    pids = server_pids(data_dir)
     code = servers.stop(first, signal.SIGINT)
     assert code in {0, 128 + signal.SIGINT}, first.stderr[-2000:]
     _assert_all_stopped(data_dir, pids)
@@ -261,7 +236,7 @@ def test_serve_restarted_keeps_its_data_seeds_once_and_stops_on_sigint(servers: 
     assert _issuer_kids(second) == kids
     assert _passwords_printed(second.stderr) == 0
     assert "Demo data seeded" not in second.stderr
-    pids = _server_pids(data_dir)
+    pids = server_pids(data_dir)
     code = servers.stop(second, signal.SIGINT)
     assert code in {0, 128 + signal.SIGINT}, second.stderr[-2000:]
     _assert_all_stopped(data_dir, pids)
