@@ -24,13 +24,6 @@ from ecard.kit.crypto import b64u
 from ecard.kit.infra import migrate, recreate_database
 from tests.support import World
 
-TABLES = (
-    "operators, channels, merchants, merchant_items, terminals, depth_scenes, depth_beneficiaries, client_keys,"
-    " cardholders, cards, card_status_changes,"
-    " devices, issuer_keys, verifications, risk_events, audit_log, catalog_items,"
-    " catalog_versions, catalog_changes"
-)
-
 
 def _test_database(url: str) -> str:
     """A database of its own beside the configured one, made afresh each session, so tests never wipe a
@@ -78,7 +71,12 @@ def settings(service_urls: tuple[str, str], tmp_path: Path) -> Settings:
 async def reset_database(database_url: str) -> None:
     conn = await asyncpg.connect(database_url)
     try:
-        await conn.execute(f"TRUNCATE {TABLES} RESTART IDENTITY CASCADE")
+        # every table the migrations made, so that a new capability's tables are emptied without a list to keep
+        tables = await conn.fetch(
+            "SELECT quote_ident(tablename) AS name FROM pg_tables"
+            " WHERE schemaname = current_schema() AND tablename <> 'schema_migrations'"
+        )
+        await conn.execute(f"TRUNCATE {', '.join(t['name'] for t in tables)} RESTART IDENTITY CASCADE")
         async with conn.transaction():
             await seed_catalog(conn, catalog_rows())
     finally:

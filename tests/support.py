@@ -32,19 +32,22 @@ def totp_now(uri: str, at: float | None = None) -> str:
     return totp.at(int(at)) if at is not None else totp.now()
 
 
-class World:
-    """The service under test and the parties around it."""
+class Parties:
+    """The parties around a service (operators, channels, merchants, devices), talking to it over `client`."""
 
-    def __init__(self, app: Litestar, client: httpx.AsyncClient, clock: MovableClock) -> None:
-        self.app = app
+    def __init__(self, client: httpx.AsyncClient, clock: MovableClock) -> None:
         self.client = client
         self.clock = clock
         self._token: str | None = None
 
+    async def new_operator(self, username: str) -> tuple[str, str]:
+        """(password, totp_uri) of a new operator, made the way an installation makes one."""
+        raise NotImplementedError
+
     async def operator_token(self) -> str:
         if self._token is None:
             username = f"op{random.randint(0, 10**9)}"
-            password, uri = await self.app.state.operators.add(username)
+            password, uri = await self.new_operator(username)
             answer = await self.client.post(
                 "/v1/admin/sessions",
                 json={"username": username, "password": password, "totp": totp_now(uri)},
@@ -69,7 +72,7 @@ class World:
         nonce: str | None = None,
     ) -> httpx.Response:
         raw = b"" if body is None else json.dumps(body).encode()
-        url = f"http://testserver.local{path}"
+        url = f"{str(self.client.base_url).rstrip('/')}{path}"
         signed = sign_request(
             method,
             url,
@@ -94,8 +97,9 @@ class World:
         """A merchant entitled to `items`; its functions are those of the items unless given."""
         actor = actor or ed25519_actor()
         if functions is None:
-            by_code = {item.item_code: item for item in await self.app.state.catalog.items()}
-            functions = sorted({f for code in items if code in by_code for f in by_code[code].functions})
+            listed = await self.client.get("/v1/catalog/items")
+            by_code = {item["item_code"]: item for item in listed.json()["items"]}
+            functions = sorted({f for code in items if code in by_code for f in by_code[code]["functions"]})
         body = {"name": name, "region": region, "items": items, "public_key": actor.jwk}
         if functions:
             body["functions"] = functions
@@ -135,19 +139,21 @@ class World:
         actor.ids["channel_id"] = answer.json()["channel_id"]
         return actor
 
-    async def cardholder(self, name: str = "张小三", number: str | None = None) -> dict[str, str]:
+    async def cardholder(self, name: str = "张小三", number: str | None = None, region: str = "cq") -> dict[str, str]:
         number = number or id_number()
         answer = await self.admin(
             "POST",
             "/v1/admin/cardholders",
-            {"name": name, "id_number": number, "region": "cq", "card_serial": f"S{random.randint(0, 10**12)}"},
+            {"name": name, "id_number": number, "region": region, "card_serial": f"S{random.randint(0, 10**12)}"},
         )
         assert answer.status_code == 201, answer.text
         return {**answer.json(), "name": name, "id_number": number}
 
-    async def device(self, name: str = "张小三", channel: Actor | None = None, actor: Actor | None = None) -> Actor:
+    async def device(
+        self, name: str = "张小三", channel: Actor | None = None, actor: Actor | None = None, region: str = "cq"
+    ) -> Actor:
         """A citizen with a card, enrolled on a P-256 phone key."""
-        holder = await self.cardholder(name)
+        holder = await self.cardholder(name, region=region)
         channel = channel or await self.channel()
         actor = actor or p256_actor()
         answer = await self.signed(
@@ -177,6 +183,18 @@ class World:
 
     async def set_status(self, card_id: str, status: str, reason: str = "test") -> httpx.Response:
         return await self.admin("POST", f"/v1/admin/cards/{card_id}/status", {"status": status, "reason": reason})
+
+
+class World(Parties):
+    """The service under test, run in the test's own event loop, and the parties around it."""
+
+    def __init__(self, app: Litestar, client: httpx.AsyncClient, clock: MovableClock) -> None:
+        super().__init__(client, clock)
+        self.app = app
+
+    async def new_operator(self, username: str) -> tuple[str, str]:
+        password, uri = await self.app.state.operators.add(username)
+        return password, uri
 
 
 def problem(answer: httpx.Response) -> tuple[int, str]:
