@@ -78,6 +78,8 @@ class HistoryEntry(msgspec.Struct):
     verified_at: str
     terminal_id: str | None = None
     place: dict[str, Any] | None = None
+    # the partner issuer (e.g. sc) whose merchant checked the card; None when it was one of ours
+    via_issuer: str | None = None
 
 
 class History(msgspec.Struct):

@@ -177,6 +177,17 @@ class Cards:
             raise Refusal("card_cancelled", "the card is cancelled")
         return CardState(card_id=row["card_id"], status=row["card_status"])
 
+    async def payer(self, device_id: str) -> tuple[CardState, str | None]:
+        """The card a device pays with and the device's PIN hash; refuses suspended and cancelled cards."""
+        row = await store.device_pin(self._pool, device_id)
+        if row is None or row["device_status"] != "active":
+            raise Refusal("client_disabled", "this device no longer carries the e-card")
+        if row["card_status"] == "suspended":
+            raise Refusal("card_suspended", "the card is suspended")
+        if row["card_status"] == "cancelled":
+            raise Refusal("card_cancelled", "the card is cancelled")
+        return CardState(card_id=row["card_id"], status=row["card_status"]), row["pin_hash"]
+
     async def history(self, device: Principal, card_id: str, limit: int = 100) -> list[HistoryEntry]:
         self._own_card(device, card_id)
         rows = await store.verifications_of_card(self._pool, card_id, limit)
@@ -190,6 +201,7 @@ class Cards:
                 verified_at=iso(r["verified_at"].timestamp()),
                 terminal_id=r["terminal_id"],
                 place=r["place"],
+                via_issuer=r["via_issuer"],
             )
             for r in rows
         ]

@@ -111,11 +111,21 @@ async def device_card(pool: asyncpg.Pool, device_id: str) -> dict[str, Any] | No
     return dict(row) if row else None
 
 
+async def device_pin(pool: asyncpg.Pool, device_id: str) -> dict[str, Any] | None:
+    row = await pool.fetchrow(
+        "SELECT d.card_id, d.status AS device_status, c.status AS card_status, d.pin_hash"
+        " FROM devices d JOIN cards c USING (card_id) WHERE d.device_id = $1",
+        device_id,
+    )
+    return dict(row) if row else None
+
+
 async def verifications_of_card(pool: asyncpg.Pool, card_id: str, limit: int) -> list[dict[str, Any]]:
     rows = await pool.fetch(
-        "SELECT v.verification_id, m.name AS merchant_name, v.item_code, i.name AS item_name, v.disclosed,"
-        " v.verified_at, v.terminal_id, v.place"
-        " FROM verifications v JOIN merchants m USING (merchant_id) JOIN catalog_items i USING (item_code)"
+        "SELECT v.verification_id, coalesce(m.name, v.merchant_name) AS merchant_name, v.item_code,"
+        " i.name AS item_name, v.disclosed, v.verified_at, v.terminal_id, v.place, v.via_issuer"
+        " FROM verifications v LEFT JOIN merchants m ON m.merchant_id = v.merchant_id AND v.via_issuer IS NULL"
+        " JOIN catalog_items i USING (item_code)"
         " WHERE v.card_id = $1 ORDER BY v.verified_at DESC LIMIT $2",
         card_id,
         limit,

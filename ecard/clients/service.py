@@ -64,10 +64,11 @@ class ClientDirectory:
         owner_id: str,
         public_jwk: object,
         parent_id: str | None = None,
+        key_id: str | None = None,
     ) -> str:
-        """Store a client's public key and return the key id the client signs with."""
+        """Store a client's public key and return the key id the client signs with (made here unless given)."""
         _, alg, canonical = parse_public_jwk(public_jwk)
-        key_id = new_id("key")
+        key_id = key_id or new_id("key")
         await store.insert_key(conn, key_id, kind.value, owner_id, parent_id, canonical, alg, thumbprint(canonical))
         return key_id
 

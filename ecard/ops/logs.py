@@ -27,6 +27,8 @@ SAFE_FIELDS = frozenset(
         "worker",
         "result",
         "item_code",
+        "issuer",
+        "why",
     }
 )
 

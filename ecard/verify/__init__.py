@@ -1,6 +1,15 @@
-"""Verification of dynamic codes at merchants and terminals."""
+"""Verification of dynamic codes at merchants and terminals, ours and partner issuers'."""
 
-from ecard.verify.http import VerificationController
-from ecard.verify.service import VerifyDeps
+from ecard.verify.http import REFUSALS, VerificationController
+from ecard.verify.service import Forwarder, LinkedCodes, Venue, Verification, VerifyDeps, verify_for_partner
 
-__all__ = ["VerificationController", "VerifyDeps"]
+__all__ = [
+    "REFUSALS",
+    "Forwarder",
+    "LinkedCodes",
+    "Venue",
+    "Verification",
+    "VerificationController",
+    "VerifyDeps",
+    "verify_for_partner",
+]

@@ -32,6 +32,8 @@ REFUSALS = (
     "item_unknown",
     "card_mode_not_accepted",
     "merchant_not_entitled",
+    "item_not_in_joint_list",
+    "card_not_linked",
     "forbidden",
     "issuer_unavailable",
     "database_unavailable",

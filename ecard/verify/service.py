@@ -2,21 +2,22 @@
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 import asyncpg
 import redis.asyncio as aioredis
 
 from ecard.cards import mask_name
-from ecard.catalog import Catalog
-from ecard.clients import ClientKind, Principal
-from ecard.codes import KeyRing, check_signature, decode
+from ecard.catalog import Catalog, Item
+from ecard.clients import ClientKind, NonceClaim, Principal
+from ecard.codes import KeyRing, Token, check_signature, decode
 from ecard.kit.clock import Clock, to_datetime
 from ecard.kit.crypto import Keys, SealError
 from ecard.kit.ids import id_from_bytes, id_to_bytes, new_id
 from ecard.kit.problems import Refusal
-from ecard.merchants import Merchants
+from ecard.merchants import Merchant, Merchants
 from ecard.risk import RiskEvents
 from ecard.verify import store
 
@@ -27,6 +28,33 @@ class Verification:
     item_code: str
     verified_at: float
     card: dict[str, str]
+
+
+@dataclass(frozen=True)
+class Venue:
+    """Who checks the code: one of our merchants (or its terminal), or a partner issuer's merchant."""
+
+    merchant_id: str
+    merchant_name: str
+    region: str
+    terminal_id: str | None
+    place: dict[str, Any] | None
+    # the partner issuer whose merchant this is; None for our own
+    via_issuer: str | None = None
+
+
+class Forwarder(Protocol):
+    """Verification by the issuer of a partner's code (the federation room)."""
+
+    async def forward(self, token: Token, code: str, item: Item, venue: Venue, now: float) -> Verification: ...
+
+
+class LinkedCodes(Protocol):
+    """Codes of another platform (the 渝快码) that resolve to one of our cards through a consented link."""
+
+    prefix: str
+
+    async def card_of(self, code: str) -> str: ...
 
 
 @dataclass(frozen=True)
@@ -42,6 +70,8 @@ class VerifyDeps:
     issuer: str
     skew_s: int
     prefix: str
+    forwarder: Forwarder | None = None
+    linked: LinkedCodes | None = None
 
 
 def _open_reference(deps: VerifyDeps, sealed: bytes) -> tuple[str, str]:
@@ -62,35 +92,91 @@ async def verify(
     place: dict[str, Any] | None,
     deps: VerifyDeps,
 ) -> Verification:
+    """A code checked at one of our merchants or terminals: ours, a partner's, or a linked platform's."""
     merchant_id = principal.parent_id if principal.kind is ClientKind.TERMINAL else principal.owner_id
     if merchant_id is None:  # pragma: no cover - terminals always belong to a merchant
         raise Refusal("forbidden", "this key belongs to no merchant")
     if principal.kind is ClientKind.TERMINAL:
         terminal_id, place = await _registered_terminal(principal, terminal_id, deps)
+    now = deps.clock.now()
+    if deps.linked is not None and code.startswith(deps.linked.prefix):
+        item = await _item(deps, item_code, now)
+        merchant = await _entitled_merchant(deps, merchant_id, item)
+        venue = Venue(merchant_id, merchant.name, merchant.region, terminal_id, place)
+        return await _linked(principal, code, item, venue, now, deps)
     token = decode(code)
     if token.issuer != deps.issuer:
-        raise Refusal("unknown_issuer", "this code comes from an issuer this service does not know")
+        if deps.forwarder is None:
+            raise Refusal("unknown_issuer", "this code comes from an issuer this service does not know")
+        item = await _item(deps, item_code, now)
+        merchant = await _entitled_merchant(deps, merchant_id, item)
+        await _claim_nonce(deps, principal.nonce)
+        venue = Venue(merchant_id, merchant.name, merchant.region, terminal_id, place)
+        return await deps.forwarder.forward(token, code, item, venue, now)
+    await _check_token(deps, token, now)
+    item = await _item(deps, item_code, now)
+    venue = Venue(merchant_id, "", "", terminal_id, place)
+    return await _decide(token, item, venue, principal.nonce, now, deps)
+
+
+async def verify_for_partner(
+    nonce: NonceClaim | None, code: str, item_code: str, venue: Venue, partner_region: str, deps: VerifyDeps
+) -> Verification:
+    """A code of ours checked at a partner issuer's merchant: we decide status, single use and disclosure."""
+    now = deps.clock.now()
+    token = decode(code)
+    if token.issuer != deps.issuer:
+        raise Refusal("unknown_issuer", "this issuer decides only for its own codes")
+    await _check_token(deps, token, now)
+    item = await _item(deps, item_code, now)
+    if deps.issuer not in item.regions or partner_region not in item.regions:
+        raise Refusal("item_not_in_joint_list", "this item is not on the joint list shared with that issuer")
+    return await _decide(token, item, venue, nonce, now, deps)
+
+
+async def _check_token(deps: VerifyDeps, token: Token, now: float) -> None:
     key = await deps.ring.for_kid(token.kid)
     if key is None:
         raise Refusal("unknown_key", "no published issuer key has this kid")
     if key.status == "revoked":
         raise Refusal("key_revoked", "the key that signed this code has been revoked")
     check_signature(token, key.public)
-    now = deps.clock.now()
     if now > token.expires_at + deps.skew_s:
         raise Refusal("code_expired", "the code has expired; ask the holder to refresh it")
     if now < token.issued_at - deps.skew_s:
         raise Refusal("code_not_yet_valid", "the code is not valid yet; check the terminal's clock")
+
+
+async def _item(deps: VerifyDeps, item_code: str, now: float) -> Item:
     # A terminal's mistake about the item must not burn the holder's code, so the item is checked before the claim.
     item = await deps.catalog.item(item_code, to_datetime(now).date())
     if item is None:
         raise Refusal("item_unknown", "no catalog item in force has this code")
     if "electronic" not in item.card_modes:
         raise Refusal("card_mode_not_accepted", "this item accepts the physical card only")
+    return item
+
+
+async def _entitled_merchant(deps: VerifyDeps, merchant_id: str, item: Item) -> Merchant:
+    merchant = await deps.merchants.get(merchant_id)
+    if merchant is None or merchant.status != "active" or item.item_code not in merchant.items:
+        raise Refusal("merchant_not_entitled", "this merchant is not entitled to this catalog item")
+    return merchant
+
+
+async def _claim_nonce(deps: VerifyDeps, nonce: NonceClaim | None) -> None:
+    if nonce is not None and not await deps.redis.set(nonce.key, b"1", nx=True, ex=nonce.ttl_s):
+        raise Refusal("nonce_reused", "this nonce has been used already")
+
+
+async def _decide(
+    token: Token, item: Item, venue: Venue, nonce: NonceClaim | None, now: float, deps: VerifyDeps
+) -> Verification:
+    """Single use, card status, entitlement, record, disclosure: for a code this issuer made."""
     cti_key = f"{deps.prefix}cti:{token.cti.hex()}"
     nonce_fresh, revoked, fresh = await store.claim(
         deps.redis,
-        principal.nonce,
+        nonce,
         deps.ring.revoked_flag(token.kid),
         cti_key,
         (token.expires_at + deps.skew_s + 1) * 1000,
@@ -104,24 +190,50 @@ async def verify(
         raise Refusal("key_revoked", "the key that signed this code has been revoked")
     card_id, _device_id = _open_reference(deps, token.card_ref)
     if not fresh:
-        await deps.risk.replay(card_id, merchant_id, token.cti.hex())
+        await deps.risk.replay(card_id, venue.merchant_id, token.cti.hex())
         raise Refusal("code_already_used", "this code has been used already")
+    return await _record(card_id, token.cti, cti_key, item, venue, now, deps)
+
+
+async def _linked(
+    principal: Principal, code: str, item: Item, venue: Venue, now: float, deps: VerifyDeps
+) -> Verification:
+    """A linked platform's code: its platform says whose it is (and that it is fresh), the link says which card."""
+    assert deps.linked is not None
+    await _claim_nonce(deps, principal.nonce)
+    card_id = await deps.linked.card_of(code)
+    cti = hashlib.sha256(code.encode()).digest()[:16]
+    cti_key = f"{deps.prefix}cti:{cti.hex()}"
+    if not await deps.redis.set(cti_key, b"1", nx=True, ex=24 * 3600):
+        await deps.risk.replay(card_id, venue.merchant_id, cti.hex())
+        raise Refusal("code_already_used", "this code has been used already")
+    return await _record(card_id, cti, cti_key, item, venue, now, deps)
+
+
+async def _record(
+    card_id: str, cti: bytes, cti_key: str, item: Item, venue: Venue, now: float, deps: VerifyDeps
+) -> Verification:
     verification_id = new_id("vrf")
     try:
-        merchant = await deps.merchants.get(merchant_id)
-        entitled = merchant is not None and merchant.status == "active" and item.item_code in merchant.items
+        if venue.via_issuer is None:
+            merchant = await deps.merchants.get(venue.merchant_id)
+            entitled = merchant is not None and merchant.status == "active" and item.item_code in merchant.items
+        else:
+            entitled = True  # the partner's own instance checked its merchant's entitlement before asking
         row = await store.record(
             deps.pool,
             card_id,
             verification_id,
-            merchant_id,
+            venue.merchant_id,
             item.item_code,
-            terminal_id,
-            place,
+            venue.terminal_id,
+            venue.place,
             list(item.discloses),
-            token.cti,
+            cti,
             to_datetime(now),
             entitled,
+            venue.via_issuer,
+            venue.merchant_name if venue.via_issuer is not None else None,
         )
     except asyncpg.UniqueViolationError as exc:
         # recorded by an earlier attempt whose answer was lost (the claim was released, the row had committed)
@@ -142,7 +254,7 @@ async def verify(
         verification_id=verification_id,
         item_code=item.item_code,
         verified_at=now,
-        card=_disclose(deps, row, item.discloses, merchant_id),
+        card=_disclose(deps, row, item.discloses, venue),
     )
 
 
@@ -161,14 +273,16 @@ async def _registered_terminal(
     return terminal.terminal_id, terminal.place
 
 
-def _disclose(deps: VerifyDeps, row: dict[str, Any], discloses: tuple[str, ...], merchant_id: str) -> dict[str, str]:
+def _disclose(deps: VerifyDeps, row: dict[str, Any], discloses: tuple[str, ...], venue: Venue) -> dict[str, str]:
     """Exactly what the catalog item allows, plus the issuing region."""
     holder = row["cardholder_id"]
     card: dict[str, str] = {"region": row["region"]}
     name = None
+    # a partner's merchant is scoped by its issuer too, so that no two merchants anywhere share a pseudonym
+    scope = id_to_bytes(venue.merchant_id) if venue.via_issuer is None else venue.merchant_id.encode()
     for attribute in discloses:
         if attribute == "pseudonym":
-            card["pseudonym"] = deps.keys.pseudonym(id_to_bytes(merchant_id), id_to_bytes(holder))
+            card["pseudonym"] = deps.keys.pseudonym(scope, id_to_bytes(holder))
         elif attribute in ("name", "name_masked"):
             name = name or deps.keys.open_pii(bytes(row["name_sealed"]), f"name:{holder}")
             card[attribute] = name if attribute == "name" else mask_name(name)

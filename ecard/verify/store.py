@@ -20,8 +20,8 @@ WITH card AS (
     WHERE c.card_id = $1
 ), recorded AS (
     INSERT INTO verifications (verification_id, card_id, merchant_id, item_code, terminal_id, place, disclosed, cti,
-                               verified_at)
-    SELECT $2, card.card_id, $3, $4, $5, $6, $7, $8, $9 FROM card WHERE card.status = 'active' AND $10
+                               verified_at, via_issuer, merchant_name)
+    SELECT $2, card.card_id, $3, $4, $5, $6, $7, $8, $9, $11, $12 FROM card WHERE card.status = 'active' AND $10
     RETURNING verification_id
 )
 SELECT card.*, (SELECT verification_id FROM recorded) AS verification_id FROM card
@@ -40,6 +40,8 @@ async def record(
     cti: bytes,
     at: datetime,
     entitled: bool,
+    via_issuer: str | None = None,
+    merchant_name: str | None = None,
 ) -> dict[str, Any] | None:
     row = await pool.fetchrow(
         _RECORD,
@@ -53,6 +55,8 @@ async def record(
         cti,
         at,
         entitled,
+        via_issuer,
+        merchant_name,
     )
     return dict(row) if row else None
 

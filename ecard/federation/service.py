@@ -1,0 +1,342 @@
+"""The trust list and verification across issuers: partners, their code keys, forwarding with bounded waits."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import asyncpg
+import httpx
+from cryptography.hazmat.primitives.asymmetric import ed25519
+
+from ecard.catalog import Item
+from ecard.clients import ClientDirectory, ClientKind
+from ecard.codes import Token, check_signature
+from ecard.federation import store
+from ecard.federation.models import PartnerAnswer
+from ecard.federation.requestkey import IssuerRequestKey
+from ecard.kit import audit
+from ecard.kit.clock import Clock, iso, to_datetime
+from ecard.kit.crypto import b64u, b64u_decode
+from ecard.kit.ids import new_id
+from ecard.kit.jwk import parse_public_jwk, thumbprint
+from ecard.kit.problems import Refusal
+from ecard.verify import Venue, Verification
+
+log = logging.getLogger("ecard.federation")
+
+# Refusals a partner may answer that mean the same here; anything else from a partner is "unavailable".
+RELAYED = frozenset(
+    {
+        "malformed_code",
+        "unknown_issuer",
+        "unknown_key",
+        "key_revoked",
+        "bad_signature",
+        "code_expired",
+        "code_not_yet_valid",
+        "code_already_used",
+        "card_suspended",
+        "card_cancelled",
+        "item_unknown",
+        "card_mode_not_accepted",
+        "item_not_in_joint_list",
+        "card_not_linked",
+    }
+)
+RELOAD_S = 1.0
+
+
+@dataclass(frozen=True)
+class PartnerKey:
+    kid: bytes
+    public: ed25519.Ed25519PublicKey
+    status: str
+
+
+@dataclass(frozen=True)
+class Partner:
+    partner_id: str
+    issuer: str
+    name: str
+    base_url: str
+    region: str
+    status: str
+    code_keys: dict[bytes, PartnerKey]
+    keys_fetched_at: float | None
+
+
+def _partner_keys(published: list[dict[str, Any]]) -> dict[bytes, PartnerKey]:
+    """The Ed25519 code keys of a partner's published set; anything else in it is skipped."""
+    keys: dict[bytes, PartnerKey] = {}
+    for jwk in published:
+        if jwk.get("kty") != "OKP" or jwk.get("crv") != "Ed25519":
+            continue
+        try:
+            kid = b64u_decode(str(jwk["kid"]))
+            public = ed25519.Ed25519PublicKey.from_public_bytes(b64u_decode(str(jwk["x"])))
+        except (KeyError, ValueError):
+            continue
+        keys[kid] = PartnerKey(kid, public, str(jwk.get("status", "active")))
+    return keys
+
+
+def _partner(row: dict[str, Any]) -> Partner:
+    fetched = row["keys_fetched_at"]
+    return Partner(
+        partner_id=row["partner_id"],
+        issuer=row["issuer"],
+        name=row["name"],
+        base_url=row["base_url"].rstrip("/"),
+        region=row["region"],
+        status=row["status"],
+        code_keys=_partner_keys(row["code_keys"]),
+        keys_fetched_at=fetched.timestamp() if fetched is not None else None,
+    )
+
+
+@dataclass
+class Breaker:
+    """Per partner and worker: after `threshold` failures in a row, refuse at once for `cooldown_s`, then try one."""
+
+    threshold: int
+    cooldown_s: float
+    now: Callable[[], float] = time.monotonic
+    failures: int = 0
+    open_until: float = 0.0
+    probing: bool = field(default=False)
+
+    def allow(self) -> bool:
+        if self.failures < self.threshold:
+            return True
+        if self.now() < self.open_until or self.probing:
+            return False
+        self.probing = True
+        return True
+
+    def succeeded(self) -> None:
+        self.failures = 0
+        self.probing = False
+
+    def failed(self) -> None:
+        self.failures += 1
+        self.probing = False
+        if self.failures >= self.threshold:
+            self.open_until = self.now() + self.cooldown_s
+
+
+@dataclass(frozen=True)
+class FederationSettings:
+    issuer: str
+    timeout_s: float
+    refresh_s: float
+    max_key_age_s: float
+    breaker_threshold: int
+    breaker_cooldown_s: float
+
+
+class Federation:
+    """Partners (the trust list) and the forwarding of their codes to them."""
+
+    def __init__(
+        self,
+        pool: asyncpg.Pool,
+        directory: ClientDirectory,
+        request_key: IssuerRequestKey,
+        clock: Clock,
+        settings: FederationSettings,
+        http: httpx.AsyncClient,
+    ) -> None:
+        self._pool = pool
+        self._directory = directory
+        self._request_key = request_key
+        self._clock = clock
+        self._settings = settings
+        self._http = http
+        self._partners: dict[str, Partner] = {}
+        self._loaded_at = 0.0
+        self._breakers: dict[str, Breaker] = {}
+
+    @property
+    def issuer(self) -> str:
+        return self._settings.issuer
+
+    # the trust list
+
+    async def register(
+        self, actor: str, issuer: str, name: str, base_url: str, public_key: Any, region: str | None
+    ) -> PartnerAnswer:
+        if issuer == self.issuer:
+            raise Refusal("invalid_request", "a partner cannot have this issuer's own id", extra={"fields": ["issuer"]})
+        try:
+            _, _, canonical = parse_public_jwk(public_key)
+        except Refusal as refusal:
+            raise Refusal(refusal.code, refusal.detail, extra={"fields": ["public_key"]}) from refusal
+        kid = str(public_key.get("kid") or thumbprint(canonical))
+        key_id = f"{issuer}:{kid}"
+        async with self._pool.acquire() as conn, conn.transaction():
+            row = await store.insert_partner(conn, new_id("ptn"), issuer, name, base_url.rstrip("/"), region or issuer)
+            if row is None:
+                raise Refusal("partner_exists", "a partner with this issuer is registered already")
+            await self._directory.register(conn, ClientKind.PARTNER, row["partner_id"], canonical, key_id=key_id)
+            await audit.record(conn, actor, "partner.registered", row["partner_id"], {"issuer": issuer})
+        await self.reload()
+        with contextlib.suppress(Refusal):
+            await self.refresh_keys(issuer)
+        return self._answer(self._partners[issuer], key_id)
+
+    async def set_status(self, actor: str, issuer: str, status: str) -> None:
+        async with self._pool.acquire() as conn, conn.transaction():
+            partner_id = await store.set_partner_status(conn, issuer, status)
+            if partner_id is None:
+                raise Refusal("not_found", "no partner has this issuer")
+            await self._directory.set_owner_status(conn, partner_id, "active" if status == "active" else "disabled")
+            await audit.record(conn, actor, f"partner.{status}", partner_id, {"issuer": issuer})
+        await self.reload()
+
+    async def list(self) -> list[PartnerAnswer]:
+        await self.reload()
+        keys = await self._pool.fetch(
+            "SELECT owner_id, key_id FROM client_keys WHERE kind = 'partner' ORDER BY created_at"
+        )
+        key_of = {r["owner_id"]: r["key_id"] for r in keys}
+        return [self._answer(p, key_of.get(p.partner_id, "")) for p in self._partners.values()]
+
+    def _answer(self, partner: Partner, key_id: str) -> PartnerAnswer:
+        return PartnerAnswer(
+            partner_id=partner.partner_id,
+            key_id=key_id,
+            issuer=partner.issuer,
+            name=partner.name,
+            base_url=partner.base_url,
+            region=partner.region,
+            status=partner.status,
+            code_keys=[{"kid": b64u(kid), "status": key.status} for kid, key in sorted(partner.code_keys.items())],
+            keys_fetched_at=iso(partner.keys_fetched_at) if partner.keys_fetched_at is not None else None,
+        )
+
+    async def reload(self) -> None:
+        self._partners = {row["issuer"]: _partner(row) for row in await store.partners(self._pool)}
+        self._loaded_at = time.monotonic()
+
+    async def partner(self, issuer: str) -> Partner | None:
+        if time.monotonic() - self._loaded_at > RELOAD_S:
+            await self.reload()
+        return self._partners.get(issuer)
+
+    async def partner_by_id(self, partner_id: str) -> Partner | None:
+        if time.monotonic() - self._loaded_at > RELOAD_S:
+            await self.reload()
+        return next((p for p in self._partners.values() if p.partner_id == partner_id), None)
+
+    async def refresh_keys(self, issuer: str) -> Partner:
+        """Fetch a partner's published code keys now; a key it has revoked is refused from here on."""
+        partner = await self.partner(issuer)
+        if partner is None:
+            raise Refusal("not_found", "no partner has this issuer")
+        try:
+            answer = await self._http.get(f"{partner.base_url}/v1/issuer/keys", timeout=self._settings.timeout_s * 4)
+            body = answer.json()
+        except (httpx.HTTPError, ValueError) as exc:
+            log.warning("partner keys not refreshed", extra={"issuer": issuer, "why": type(exc).__name__})
+            raise Refusal("issuer_unavailable", f"the keys of issuer {issuer} could not be fetched") from exc
+        if answer.status_code != 200 or body.get("issuer") != issuer or not isinstance(body.get("keys"), list):
+            log.warning("partner keys not refreshed", extra={"issuer": issuer, "status": answer.status_code})
+            raise Refusal("issuer_unavailable", f"issuer {issuer} did not answer with its key set")
+        await store.set_code_keys(self._pool, issuer, body["keys"], to_datetime(self._clock.now()))
+        await self.reload()
+        return self._partners[issuer]
+
+    async def keep_fresh(self) -> None:
+        """Background: refresh every active partner's code keys every `refresh_s`."""
+        while True:
+            await asyncio.sleep(self._settings.refresh_s)
+            with contextlib.suppress(Exception):
+                await self.reload()
+            for partner in list(self._partners.values()):
+                if partner.status == "active":
+                    with contextlib.suppress(Refusal, asyncpg.PostgresError, OSError):
+                        await self.refresh_keys(partner.issuer)
+
+    # verification across issuers
+
+    def joint(self, item: Item, partner: Partner) -> bool:
+        return self.issuer in item.regions and partner.region in item.regions
+
+    async def _key(self, partner: Partner, kid: bytes) -> PartnerKey:
+        age = self._clock.now() - (partner.keys_fetched_at or 0.0)
+        if kid not in partner.code_keys or age > self._settings.max_key_age_s:
+            # a key rotated in since the last fetch, or a set too old to trust: ask the partner now
+            partner = await self.refresh_keys(partner.issuer)
+        key = partner.code_keys.get(kid)
+        if key is None:
+            raise Refusal("unknown_key", "no key the code's issuer publishes has this kid")
+        if key.status == "revoked":
+            raise Refusal("key_revoked", "the code's issuer has revoked the key that signed it")
+        return key
+
+    async def forward(self, token: Token, code: str, item: Item, venue: Venue, now: float) -> Verification:
+        """Ask the code's issuer to decide; record what it answered; answer the terminal in the same shape."""
+        partner = await self.partner(token.issuer)
+        if partner is None or partner.status != "active":
+            raise Refusal("unknown_issuer", "this code comes from an issuer this service does not know")
+        if not self.joint(item, partner):
+            raise Refusal("item_not_in_joint_list", f"this item is not shared with issuer {partner.issuer}")
+        key = await self._key(partner, token.kid)
+        check_signature(token, key.public)
+        body = {
+            "code": code,
+            "item_code": item.item_code,
+            "merchant": {"id": venue.merchant_id, "name": venue.merchant_name, "region": venue.region},
+            "terminal_id": venue.terminal_id,
+            "place": venue.place,
+        }
+        answer = await self._ask(partner, "/v1/federation/verifications", body)
+        verification_id = new_id("vrf")
+        disclosed = sorted(k for k in answer["card"] if k != "region")
+        await store.record_forwarded(
+            self._pool,
+            verification_id,
+            partner.issuer,
+            answer["verification_id"],
+            venue.merchant_id,
+            item.item_code,
+            venue.terminal_id,
+            venue.place,
+            disclosed,
+            to_datetime(now),
+        )
+        return Verification(verification_id, item.item_code, now, answer["card"])
+
+    async def _ask(self, partner: Partner, path: str, body: dict[str, Any]) -> dict[str, Any]:
+        breaker = self._breakers.setdefault(
+            partner.issuer, Breaker(self._settings.breaker_threshold, self._settings.breaker_cooldown_s)
+        )
+        if not breaker.allow():
+            raise Refusal("issuer_unavailable", f"issuer {partner.issuer} is not answering; try again shortly")
+        url = f"{partner.base_url}{path}"
+        raw = json.dumps(body, ensure_ascii=False).encode()
+        headers = {"Content-Type": "application/json", **self._request_key.sign("POST", url, raw)}
+        try:
+            answer = await self._http.post(url, content=raw, headers=headers, timeout=self._settings.timeout_s)
+            payload = answer.json()
+        except (httpx.HTTPError, ValueError) as exc:
+            breaker.failed()
+            log.warning("partner unreachable", extra={"issuer": partner.issuer, "why": type(exc).__name__})
+            raise Refusal("issuer_unavailable", f"issuer {partner.issuer} could not be reached") from exc
+        if answer.status_code == 200 and isinstance(payload, dict) and payload.get("result") == "accepted":
+            breaker.succeeded()
+            return payload
+        code = payload.get("code") if isinstance(payload, dict) else None
+        if 400 <= answer.status_code < 500 and code in RELAYED:
+            breaker.succeeded()
+            raise Refusal(str(code), f"issuer {partner.issuer}: {payload.get('detail', code)}")
+        breaker.failed()
+        log.warning("partner refused us", extra={"issuer": partner.issuer, "status": answer.status_code, "code": code})
+        raise Refusal("issuer_unavailable", f"issuer {partner.issuer} could not decide ({answer.status_code})")
