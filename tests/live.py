@@ -67,6 +67,7 @@ class LiveEcard:
             **env,
         )
         self.process: subprocess.Popen[bytes] | None = None
+        self.token: str | None = None
         self._runs = 0
 
     @classmethod
@@ -138,6 +139,12 @@ class LiveWorld(Parties):
     def __init__(self, live: LiveEcard, client: httpx.AsyncClient) -> None:
         super().__init__(client, MovableClock())
         self.live = live
+
+    async def operator_token(self) -> str:
+        # one operator per installation: making one is a process of its own, and tests share the installation
+        if self.live.token is None:
+            self.live.token = await super().operator_token()
+        return self.live.token
 
     async def new_operator(self, username: str) -> tuple[str, str]:
         run = await asyncio.to_thread(self.live.cli, "operator", "add", "--username", username)
