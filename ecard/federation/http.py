@@ -96,6 +96,9 @@ class FederationController(Controller):
     ) -> VerificationAnswer:
         if data.place is not None and not storable(data.place):
             raise Refusal("invalid_request", "place must not contain U+0000", extra={"fields": ["place"]})
+        deps: VerifyDeps = request.app.state.verify_deps
+        if data.answer_by is not None and deps.clock.now() > data.answer_by:
+            raise Refusal("issuer_unavailable", "the asking issuer has stopped waiting; nothing was decided")
         partner = await _federation(request).partner_by_id(principal.owner_id)
         if partner is None or partner.status != "active":
             raise Refusal("client_disabled", "this partner is not on the trust list")
@@ -107,7 +110,6 @@ class FederationController(Controller):
             place=data.place,
             via_issuer=partner.issuer,
         )
-        deps: VerifyDeps = request.app.state.verify_deps
         result = await verify_for_partner(principal.nonce, data.code, data.item_code, venue, partner.region, deps)
         return VerificationAnswer(
             result="accepted",

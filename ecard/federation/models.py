@@ -50,3 +50,6 @@ class FederatedVerificationRequest(msgspec.Struct, forbid_unknown_fields=True):
     merchant: PartnerMerchant
     terminal_id: TerminalId | None = None
     place: dict[str, Any] | None = None
+    # when the asking issuer stops waiting (unix seconds): a request still queued after it is not decided at all,
+    # so a code is never used up by a verification whose answer nobody waits for
+    answer_by: float | None = None

@@ -296,6 +296,7 @@ class Federation:
             "merchant": {"id": venue.merchant_id, "name": venue.merchant_name, "region": venue.region},
             "terminal_id": venue.terminal_id,
             "place": venue.place,
+            "answer_by": round(self._clock.now() + self._settings.timeout_s, 3),
         }
         answer = await self._ask(partner, "/v1/federation/verifications", body)
         verification_id = new_id("vrf")

@@ -116,6 +116,11 @@ def build(platform: Platform) -> Litestar:
         jwk = {**public_jwk(platform.key.public_key()), "kid": platform.kid, "alg": "EdDSA", "status": "active"}
         return {"issuer": platform.issuer, "keys": [jwk]}
 
+    @get("/v1/issuer/keys")
+    async def code_keys() -> dict[str, Any]:
+        # the platform makes no e-card codes: its 渝快码 are resolved online, never checked offline
+        return {"issuer": platform.issuer, "keys": []}
+
     @post("/v1/codes/resolve", status_code=200)
     async def resolve(request: Request[Any, Any, Any], data: Resolve) -> dict[str, Any]:
         await platform.check_signature(request)
@@ -163,7 +168,7 @@ def build(platform: Platform) -> Litestar:
         return {"status": answer.status_code, "body": answer.json()}
 
     return Litestar(
-        route_handlers=[healthz, request_keys, resolve, account, add_account, mint, venue_check],
+        route_handlers=[healthz, request_keys, code_keys, resolve, account, add_account, mint, venue_check],
         exception_handlers={Refusal: refusal_handler},
         debug=False,
     )

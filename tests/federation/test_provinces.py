@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import os
+import signal
 import time
 
 import httpx
@@ -196,3 +198,27 @@ async def test_requests_between_issuers_are_signed_with_the_published_request_ke
             f"{cq.live.base}/v1/federation/verifications", json={"code": "EC1:x", "item_code": JOINT}
         )
     assert problem(unsigned) == (401, "signature_missing")
+
+
+async def test_a_hung_partner_costs_the_terminal_the_partner_timeout_and_then_nothing_until_it_recovers(
+    provinces: Provinces, cq: LiveWorld, sc: LiveWorld
+) -> None:
+    library = await cq.merchant([JOINT])
+    citizen = await sc.device(region="sc")
+    code = await sc.code(citizen)
+    assert provinces.sc.process is not None
+    os.kill(provinces.sc.process.pid, signal.SIGSTOP)  # accepts connections (the kernel does), answers nothing
+    try:
+        waits = []
+        for _ in range(5):
+            started = time.monotonic()
+            assert problem(await cq.verify(library, code, JOINT)) == (503, "issuer_unavailable")
+            waits.append(time.monotonic() - started)
+        # the first tries wait out the 800 ms timeout; once the circuit is open, refusals are immediate
+        assert all(0.7 < wait < 2.0 for wait in waits[:3]), waits
+        assert all(wait < 0.5 for wait in waits[3:]), waits
+    finally:
+        os.kill(provinces.sc.process.pid, signal.SIGCONT)
+    await asyncio.sleep(1.2)  # the breaker's cool-down in these tests
+    answer = await cq.verify(library, code, JOINT)
+    assert answer.status_code == 200, answer.text
