@@ -27,6 +27,7 @@ from ecard.kit.crypto import b64u, b64u_decode
 from ecard.kit.ids import new_id
 from ecard.kit.jwk import parse_public_jwk, thumbprint
 from ecard.kit.problems import Refusal
+from ecard.ops.metrics import PARTNER_CALLS, PARTNER_SECONDS
 from ecard.verify import Venue, Verification
 
 log = logging.getLogger("ecard.federation")
@@ -320,24 +321,32 @@ class Federation:
             partner.issuer, Breaker(self._settings.breaker_threshold, self._settings.breaker_cooldown_s)
         )
         if not breaker.allow():
+            PARTNER_CALLS.labels(issuer=partner.issuer, outcome="circuit_open").inc()
             raise Refusal("issuer_unavailable", f"issuer {partner.issuer} is not answering; try again shortly")
         url = f"{partner.base_url}{path}"
         raw = json.dumps(body, ensure_ascii=False).encode()
         headers = {"Content-Type": "application/json", **self._request_key.sign("POST", url, raw)}
+        started = time.perf_counter()
         try:
             answer = await self._http.post(url, content=raw, headers=headers, timeout=self._settings.timeout_s)
             payload = answer.json()
         except (httpx.HTTPError, ValueError) as exc:
             breaker.failed()
+            PARTNER_CALLS.labels(issuer=partner.issuer, outcome="unavailable").inc()
             log.warning("partner unreachable", extra={"issuer": partner.issuer, "why": type(exc).__name__})
             raise Refusal("issuer_unavailable", f"issuer {partner.issuer} could not be reached") from exc
+        finally:
+            PARTNER_SECONDS.labels(issuer=partner.issuer).observe(time.perf_counter() - started)
         if answer.status_code == 200 and isinstance(payload, dict) and payload.get("result") == "accepted":
             breaker.succeeded()
+            PARTNER_CALLS.labels(issuer=partner.issuer, outcome="accepted").inc()
             return payload
         code = payload.get("code") if isinstance(payload, dict) else None
         if 400 <= answer.status_code < 500 and code in RELAYED:
             breaker.succeeded()
+            PARTNER_CALLS.labels(issuer=partner.issuer, outcome=str(code)).inc()
             raise Refusal(str(code), f"issuer {partner.issuer}: {payload.get('detail', code)}")
         breaker.failed()
+        PARTNER_CALLS.labels(issuer=partner.issuer, outcome="unavailable").inc()
         log.warning("partner refused us", extra={"issuer": partner.issuer, "status": answer.status_code, "code": code})
         raise Refusal("issuer_unavailable", f"issuer {partner.issuer} could not decide ({answer.status_code})")

@@ -21,3 +21,16 @@ VERIFY_SECONDS = Histogram(
     buckets=(0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25),
     registry=REGISTRY,
 )
+PARTNER_CALLS = Counter(
+    "ecard_partner_calls_total",
+    "Requests to partner issuers by partner and outcome (accepted, a refusal code, unavailable, circuit_open)",
+    ["issuer", "outcome"],
+    registry=REGISTRY,
+)
+PARTNER_SECONDS = Histogram(
+    "ecard_partner_call_seconds",
+    "Time a partner issuer took to answer a forwarded verification",
+    ["issuer"],
+    buckets=(0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 0.8, 1.0, 2.5),
+    registry=REGISTRY,
+)

@@ -222,3 +222,7 @@ async def test_a_hung_partner_costs_the_terminal_the_partner_timeout_and_then_no
     await asyncio.sleep(1.2)  # the breaker's cool-down in these tests
     answer = await cq.verify(library, code, JOINT)
     assert answer.status_code == 200, answer.text
+    # what the operator on call sees: the partner's calls by outcome, the open circuit among them
+    metrics = (await cq.client.get("/metrics")).text
+    for outcome in ("unavailable", "circuit_open", "accepted"):
+        assert f'ecard_partner_calls_total{{issuer="sc",outcome="{outcome}"}}' in metrics, outcome
