@@ -17,7 +17,7 @@ import pytest
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
-from http_message_signatures import HTTPMessageSigner, algorithms
+from http_message_signatures import HTTPMessageSigner, HTTPMessageVerifier, algorithms
 from http_message_signatures.resolvers import MappingKeyResolver
 from http_message_signatures.structures import CaseInsensitiveDict
 
@@ -766,3 +766,40 @@ def test_sign_request_gives_every_request_its_own_nonce() -> None:
         _nonce_of(sign_request("POST", ORIGIN + "/v1/codes", b"{}", actor.key, "k", actor.alg)) for _ in range(20)
     }
     assert len(nonces) == 20
+
+
+@pytest.mark.parametrize("body", [b"", b'{"code":"EC1:x","item_code":"wl-030"}'], ids=["no-body", "body"])
+@pytest.mark.parametrize("target", ["/v1/verifications", "/v1/bills?out_bill_no=B-1"], ids=["path", "query"])
+def test_sign_request_writes_what_the_http_message_signatures_library_writes(body: bytes, target: str) -> None:
+    """Ed25519 signatures are deterministic, so the hand-built headers and the library's must be byte-equal."""
+    actor = ed25519_actor()
+    created, nonce = 1_700_000_000, fresh_nonce()
+    ours = sign_request("POST", ORIGIN + target, body, actor.key, "cq:kid", actor.alg, created=created, nonce=nonce)
+    message = _Message("POST", ORIGIN + target, CaseInsensitiveDict())  # type: ignore[no-untyped-call]
+    signer = HTTPMessageSigner(
+        signature_algorithm=algorithms.ED25519,
+        key_resolver=MappingKeyResolver(public_keys={}, private_keys={"cq:kid": actor.key}),
+    )
+    signer.sign(
+        message,
+        key_id="cq:kid",
+        created=dt.datetime.fromtimestamp(created, tz=dt.UTC),
+        nonce=nonce,
+        label="sig1",
+        covered_component_ids=WITH_BODY if body else BASE,
+        body=body or None,
+    )
+    assert ours == dict(message.headers.items())
+
+
+def test_a_p256_signature_of_sign_request_verifies_with_the_library() -> None:
+    actor = p256_actor()
+    body = b'{"event":"bill.paid"}'
+    headers = sign_request("POST", ORIGIN + "/notify", body, actor.key, "cq:kid", actor.alg)
+    message = _Message("POST", ORIGIN + "/notify", CaseInsensitiveDict(headers))  # type: ignore[no-untyped-call]
+    verifier = HTTPMessageVerifier(
+        signature_algorithm=algorithms.ECDSA_P256_SHA256,
+        key_resolver=MappingKeyResolver(public_keys={"cq:kid": actor.key.public_key()}, private_keys={}),
+    )
+    (result,) = verifier.verify(message)
+    assert result.parameters["keyid"] == "cq:kid"
