@@ -11,8 +11,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+import aiohttp
 import asyncpg
-import httpx
 from cryptography.hazmat.primitives.asymmetric import ed25519
 
 from ecard.catalog import Item
@@ -21,7 +21,7 @@ from ecard.codes import Token, check_signature
 from ecard.federation import store
 from ecard.federation.models import PartnerAnswer
 from ecard.federation.requestkey import IssuerRequestKey
-from ecard.kit import audit
+from ecard.kit import audit, peers
 from ecard.kit.clock import Clock, iso, to_datetime
 from ecard.kit.crypto import b64u, b64u_decode
 from ecard.kit.ids import new_id
@@ -152,7 +152,7 @@ class Federation:
         request_key: IssuerRequestKey,
         clock: Clock,
         settings: FederationSettings,
-        http: httpx.AsyncClient,
+        http: aiohttp.ClientSession,
     ) -> None:
         self._pool = pool
         self._directory = directory
@@ -241,14 +241,15 @@ class Federation:
         partner = await self.partner(issuer)
         if partner is None:
             raise Refusal("not_found", "no partner has this issuer")
+        url = f"{partner.base_url}/v1/issuer/keys"
         try:
-            answer = await self._http.get(f"{partner.base_url}/v1/issuer/keys", timeout=self._settings.timeout_s * 4)
-            body = answer.json()
-        except (httpx.HTTPError, ValueError) as exc:
-            log.warning("partner keys not refreshed", extra={"issuer": issuer, "why": type(exc).__name__})
+            answer = await peers.call(self._http, "GET", url, b"", {}, self._settings.timeout_s * 4)
+        except peers.PeerUnreachableError as exc:
+            log.warning("partner keys not refreshed", extra={"issuer": issuer, "why": str(exc)})
             raise Refusal("issuer_unavailable", f"the keys of issuer {issuer} could not be fetched") from exc
-        if answer.status_code != 200 or body.get("issuer") != issuer or not isinstance(body.get("keys"), list):
-            log.warning("partner keys not refreshed", extra={"issuer": issuer, "status": answer.status_code})
+        body = answer.body if isinstance(answer.body, dict) else {}
+        if answer.status != 200 or body.get("issuer") != issuer or not isinstance(body.get("keys"), list):
+            log.warning("partner keys not refreshed", extra={"issuer": issuer, "status": answer.status})
             raise Refusal("issuer_unavailable", f"issuer {issuer} did not answer with its key set")
         await store.set_code_keys(self._pool, issuer, body["keys"], to_datetime(self._clock.now()))
         await self.reload()
@@ -328,25 +329,25 @@ class Federation:
         headers = {"Content-Type": "application/json", **self._request_key.sign("POST", url, raw)}
         started = time.perf_counter()
         try:
-            answer = await self._http.post(url, content=raw, headers=headers, timeout=self._settings.timeout_s)
-            payload = answer.json()
-        except (httpx.HTTPError, ValueError) as exc:
+            answer = await peers.call(self._http, "POST", url, raw, headers, self._settings.timeout_s)
+        except peers.PeerUnreachableError as exc:
             breaker.failed()
             PARTNER_CALLS.labels(issuer=partner.issuer, outcome="unavailable").inc()
-            log.warning("partner unreachable", extra={"issuer": partner.issuer, "why": type(exc).__name__})
+            log.warning("partner unreachable", extra={"issuer": partner.issuer, "why": str(exc)})
             raise Refusal("issuer_unavailable", f"issuer {partner.issuer} could not be reached") from exc
         finally:
             PARTNER_SECONDS.labels(issuer=partner.issuer).observe(time.perf_counter() - started)
-        if answer.status_code == 200 and isinstance(payload, dict) and payload.get("result") == "accepted":
+        payload = answer.body
+        if answer.status == 200 and isinstance(payload, dict) and payload.get("result") == "accepted":
             breaker.succeeded()
             PARTNER_CALLS.labels(issuer=partner.issuer, outcome="accepted").inc()
             return payload
         code = payload.get("code") if isinstance(payload, dict) else None
-        if 400 <= answer.status_code < 500 and code in RELAYED:
+        if 400 <= answer.status < 500 and code in RELAYED:
             breaker.succeeded()
             PARTNER_CALLS.labels(issuer=partner.issuer, outcome=str(code)).inc()
             raise Refusal(str(code), f"issuer {partner.issuer}: {payload.get('detail', code)}")
         breaker.failed()
         PARTNER_CALLS.labels(issuer=partner.issuer, outcome="unavailable").inc()
-        log.warning("partner refused us", extra={"issuer": partner.issuer, "status": answer.status_code, "code": code})
-        raise Refusal("issuer_unavailable", f"issuer {partner.issuer} could not decide ({answer.status_code})")
+        log.warning("partner refused us", extra={"issuer": partner.issuer, "status": answer.status, "code": code})
+        raise Refusal("issuer_unavailable", f"issuer {partner.issuer} could not decide ({answer.status})")
