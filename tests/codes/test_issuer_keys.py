@@ -105,7 +105,7 @@ async def test_a_key_revoked_from_the_command_line_is_refused_at_once(world: Wor
     revoked_kid = await _active_kid(world)
     minted_before = await world.code(device)
 
-    status, out, err = await _cli(world, "keys", "revoke", revoked_kid)
+    status, out, err = await _cli(world, "keys", "revoke", "--", revoked_kid)
 
     assert status == 0, err
     printed = json.loads(out)
@@ -131,7 +131,7 @@ async def test_revoking_a_retired_key_refuses_its_codes_and_keeps_the_active_key
     await world.app.state.key_ring.rotate()
     active_kid = await _active_kid(world)
 
-    status, _out, err = await _cli(world, "keys", "revoke", old_kid)
+    status, _out, err = await _cli(world, "keys", "revoke", "--", old_kid)
 
     assert status == 0, err
     assert problem(await world.verify(merchant, old_code)) == (400, "key_revoked")
@@ -178,7 +178,7 @@ async def test_revoking_an_unknown_kid_fails_and_changes_nothing(world: World) -
     before = await _keys(world)
     nobody = base64.urlsafe_b64encode(os.urandom(8)).rstrip(b"=").decode()
 
-    status, out, err = await _cli(world, "keys", "revoke", nobody)
+    status, out, err = await _cli(world, "keys", "revoke", "--", nobody)
 
     assert status != 0
     assert out.strip() == ""

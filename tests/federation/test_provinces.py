@@ -175,7 +175,7 @@ async def test_a_partner_key_revoked_is_refused_once_the_trust_list_is_refreshed
     code = await sc.code(citizen)
     old_kid = next(k["kid"] for k in (await sc.client.get("/v1/issuer/keys")).json()["keys"] if k["status"] == "active")
     assert provinces.sc.cli("keys", "rotate").returncode == 0
-    revoked = provinces.sc.cli("keys", "revoke", old_kid)
+    revoked = provinces.sc.cli("keys", "revoke", "--", old_kid)
     assert revoked.returncode == 0, revoked.stderr
     refreshed = provinces.cq.cli("partners", "refresh", "sc")
     assert refreshed.returncode == 0, refreshed.stderr
