@@ -1,0 +1,199 @@
+"""The card's bank account behind one adapter: the interface payments code against, and its HTTP client."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from datetime import date
+from typing import Any, Protocol
+from urllib.parse import quote
+
+import httpx
+
+DEBIT = "debit"
+CREDIT = "credit"
+
+
+@dataclass(frozen=True)
+class BankTransfer:
+    """A transfer as the bank holds it.
+
+    `status` is `completed`, `reversed` (its money was given back), or `voided` (the id was burnt by a reversal
+    before any transfer used it: then `card_id` and `direction` are empty and `amount_fen` is 0).
+    """
+
+    transfer_id: str
+    card_id: str
+    direction: str
+    amount_fen: int
+    status: str
+    at: str
+
+
+class BankError(Exception):
+    """Anything the bank adapter could not do."""
+
+
+class InsufficientFunds(BankError):  # noqa: N818 - names payments code against
+    """The card's account holds less than the debit; nothing was moved."""
+
+
+class BankConflict(BankError):  # noqa: N818 - names payments code against
+    """The transfer id is already taken by a different transfer (or was voided); nothing was moved."""
+
+
+class BankRefused(BankError):  # noqa: N818 - names payments code against
+    """The bank refused the request for another reason (signature, malformed input); nothing was moved."""
+
+    def __init__(self, code: str, detail: str) -> None:
+        super().__init__(f"{code}: {detail}")
+        self.code = code
+        self.detail = detail
+
+
+class BankUnavailable(BankError):  # noqa: N818 - names payments code against
+    """No answer from the bank: the outcome is unknown; ask `transfer()` or retry with the same transfer id."""
+
+
+class RequestSigner(Protocol):
+    """Signs an outgoing request (RFC 9421): the issuer request key."""
+
+    def sign(self, method: str, url: str, body: bytes) -> dict[str, str]: ...
+
+
+class BankAdapter(Protocol):
+    """What the service needs from the bank that holds card accounts; every move is idempotent on transfer_id."""
+
+    async def debit(self, transfer_id: str, card_id: str, amount_fen: int, memo: str) -> BankTransfer: ...
+
+    async def credit(self, transfer_id: str, card_id: str, amount_fen: int, memo: str) -> BankTransfer: ...
+
+    async def reverse(self, transfer_id: str, memo: str) -> BankTransfer: ...
+
+    async def transfer(self, transfer_id: str) -> BankTransfer | None: ...
+
+    async def transfers_on(self, day: date) -> list[BankTransfer]: ...
+
+    async def aclose(self) -> None: ...
+
+
+class HttpBank:
+    """The bank protocol of docs/bank-protocol.md over HTTP, each request signed when a signer is given."""
+
+    def __init__(self, base_url: str, signer: RequestSigner | None, timeout_s: float = 2.0) -> None:
+        self._base = base_url.rstrip("/")
+        self._signer = signer
+        self._client = httpx.AsyncClient(
+            timeout=httpx.Timeout(timeout_s, connect=min(timeout_s, 1.0)),
+            limits=httpx.Limits(max_connections=50, max_keepalive_connections=20),
+        )
+
+    async def debit(self, transfer_id: str, card_id: str, amount_fen: int, memo: str) -> BankTransfer:
+        """Take money from the card's account; the same transfer_id and body again is answered, not repeated."""
+        return await self._move(transfer_id, card_id, DEBIT, amount_fen, memo)
+
+    async def credit(self, transfer_id: str, card_id: str, amount_fen: int, memo: str) -> BankTransfer:
+        """Put money into the card's account (a refund); idempotent on transfer_id like `debit`."""
+        return await self._move(transfer_id, card_id, CREDIT, amount_fen, memo)
+
+    async def reverse(self, transfer_id: str, memo: str) -> BankTransfer:
+        """Undo a transfer (status `reversed`), or burn an unused id so it can never move money (`voided`)."""
+        answer = await self._request("POST", f"/v1/transfers/{_segment(transfer_id)}/reverse", {"memo": memo})
+        if answer.status_code == 200:
+            return _transfer(answer)
+        raise _refusal(answer)
+
+    async def transfer(self, transfer_id: str) -> BankTransfer | None:
+        """The transfer under this id, or None when the bank has none."""
+        answer = await self._request("GET", f"/v1/transfers/{_segment(transfer_id)}")
+        if answer.status_code == 200:
+            return _transfer(answer)
+        # only the bank's own "no such transfer" means none: a 404 from a misrouted URL must not read as one
+        if answer.status_code == 404 and _json(answer).get("code") == "transfer_not_found":
+            return None
+        raise _refusal(answer)
+
+    async def transfers_on(self, day: date) -> list[BankTransfer]:
+        """Every transfer the bank made on this (UTC) day, oldest first: for reconciliation."""
+        answer = await self._request("GET", f"/v1/transfers?date={day.isoformat()}")
+        if answer.status_code != 200:
+            raise _refusal(answer)
+        items = _json(answer).get("items")
+        if not isinstance(items, list):
+            raise BankUnavailable("the bank answered a transfer list without items")
+        return [_transfer_from(item) for item in items]
+
+    async def aclose(self) -> None:
+        await self._client.aclose()
+
+    async def _move(self, transfer_id: str, card_id: str, direction: str, amount_fen: int, memo: str) -> BankTransfer:
+        body = {
+            "transfer_id": transfer_id,
+            "card_id": card_id,
+            "direction": direction,
+            "amount_fen": amount_fen,
+            "memo": memo,
+        }
+        answer = await self._request("POST", "/v1/transfers", body)
+        if answer.status_code in {200, 201}:
+            return _transfer(answer)
+        raise _refusal(answer)
+
+    async def _request(self, method: str, path: str, payload: dict[str, Any] | None = None) -> httpx.Response:
+        url = self._base + path
+        body = b"" if payload is None else json.dumps(payload, separators=(",", ":"), ensure_ascii=False).encode()
+        headers = {"Accept": "application/json"}
+        if body:
+            headers["Content-Type"] = "application/json"
+        if self._signer is not None:
+            headers.update(self._signer.sign(method, url, body))
+        try:
+            answer = await self._client.request(method, url, content=body or None, headers=headers)
+        except httpx.HTTPError as exc:
+            raise BankUnavailable(f"the bank did not answer {method} {path}: {type(exc).__name__}") from exc
+        if answer.status_code >= 500:
+            raise BankUnavailable(f"the bank answered {answer.status_code} to {method} {path}")
+        return answer
+
+
+def _segment(transfer_id: str) -> str:
+    return quote(transfer_id, safe="")
+
+
+def _json(answer: httpx.Response) -> dict[str, Any]:
+    try:
+        parsed = answer.json()
+    except ValueError as exc:
+        raise BankUnavailable(f"the bank answered {answer.status_code} with a body that is not JSON") from exc
+    if not isinstance(parsed, dict):
+        raise BankUnavailable(f"the bank answered {answer.status_code} with JSON that is not an object")
+    return parsed
+
+
+def _transfer(answer: httpx.Response) -> BankTransfer:
+    return _transfer_from(_json(answer))
+
+
+def _transfer_from(item: Any) -> BankTransfer:
+    try:
+        return BankTransfer(
+            transfer_id=str(item["transfer_id"]),
+            card_id=str(item["card_id"]),
+            direction=str(item["direction"]),
+            amount_fen=int(item["amount_fen"]),
+            status=str(item["status"]),
+            at=str(item["at"]),
+        )
+    except (KeyError, TypeError, ValueError) as exc:
+        raise BankUnavailable("the bank answered a transfer without its fields") from exc
+
+
+def _refusal(answer: httpx.Response) -> BankError:
+    problem = _json(answer)
+    code = str(problem.get("code") or answer.status_code)
+    detail = str(problem.get("detail") or "")
+    if code == "insufficient_funds":
+        return InsufficientFunds(detail)
+    if answer.status_code == 409:
+        return BankConflict(f"{code}: {detail}")
+    return BankRefused(code, detail)

@@ -1,0 +1,132 @@
+"""Stand-ins of external systems as real processes on loopback ports: `ecard standin bank`, for now.
+
+    @pytest.fixture
+    def bank(tmp_path: Path) -> Iterator[StandinBank]:
+        with StandinBank.running(tmp_path / "bank") as standin:  # trust_keys=f"{live.base}/v1/issuer/request-keys"
+            yield standin
+
+Then `await bank.credit(card_id, 10_000)`, `bank.adapter(signer)` (an `HttpBank`), `await bank.balance(card_id)`,
+`await bank.ledger()`, `await bank.hold_debits()` / `release_debits()` (and `_credits`);
+`ECARD_BANK_URL=bank.base` for a `LiveEcard`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import signal
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from ecard.bank import HttpBank, RequestSigner
+from tests.live import REPO, free_port, wait_until_answering
+
+
+class StandinBank:
+    """`ecard standin bank` on a free loopback port with its ledger under `folder`; survives stop/start."""
+
+    def __init__(self, folder: Path, trust_keys: str | None = None) -> None:
+        self.folder = folder
+        self.data = folder / "ledger"
+        self.trust_keys = trust_keys
+        self.port = free_port()
+        folder.mkdir(parents=True, exist_ok=True)
+        self.process: subprocess.Popen[bytes] | None = None
+        self._runs = 0
+
+    @classmethod
+    @contextlib.contextmanager
+    def running(cls, folder: Path, trust_keys: str | None = None) -> Iterator[StandinBank]:
+        """Started for the block, killed (by pid) at its end whatever happened."""
+        bank = cls(folder, trust_keys)
+        bank.start()
+        try:
+            yield bank
+        finally:
+            bank.kill()
+
+    @property
+    def base(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def log(self) -> Path:
+        return self.folder / f"bank-{self._runs}.log"
+
+    def start(self) -> None:
+        assert self.process is None or self.process.poll() is not None, "already running"
+        self._runs += 1
+        command = [sys.executable, "-m", "ecard.cli", "standin", "bank", "--port", str(self.port)]
+        command += ["--data", str(self.data)]
+        if self.trust_keys:
+            command += ["--trust-keys", self.trust_keys]
+        with self.log.open("wb") as log:
+            self.process = subprocess.Popen(
+                command, cwd=REPO, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT
+            )
+        wait_until_answering(f"{self.base}/healthz", self.process, self.log)
+
+    def stop(self) -> None:
+        """SIGTERM, as an orderly shutdown."""
+        if self.process is not None and self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait(timeout=10)
+
+    def kill(self) -> None:
+        """SIGKILL: the bank dies wherever it is."""
+        if self.process is not None and self.process.poll() is None:
+            self.process.kill()
+            self.process.wait(timeout=10)
+
+    def adapter(self, signer: RequestSigner | None = None, timeout_s: float = 5.0) -> HttpBank:
+        """ecard's bank adapter pointed at this stand-in (the caller closes it)."""
+        return HttpBank(self.base, signer, timeout_s)
+
+    async def credit(self, card_id: str, amount_fen: int) -> int:
+        """Money into the card's account (`POST /test/credits`); the new balance."""
+        answer = await self._call("POST", "/test/credits", {"card_id": card_id, "amount_fen": amount_fen})
+        assert answer.status_code == 201, answer.text
+        return int(answer.json()["balance_fen"])
+
+    async def balance(self, card_id: str) -> int:
+        answer = await self._call("GET", f"/test/accounts/{card_id}")
+        assert answer.status_code == 200, answer.text
+        return int(answer.json()["balance_fen"])
+
+    async def ledger(self) -> dict[str, Any]:
+        """The bank's own ledger check: `balanced` is True when every transfer and the whole ledger sum to 0."""
+        answer = await self._call("GET", "/test/ledger")
+        assert answer.status_code == 200, answer.text
+        checked: dict[str, Any] = answer.json()
+        return checked
+
+    async def hold_debits(self) -> None:
+        """From now on debits are committed but their answers are held, until released or the client hangs up."""
+        answer = await self._call("POST", "/test/faults", {"hold_debits": True})
+        assert answer.status_code == 200, answer.text
+
+    async def release_debits(self) -> None:
+        """Held answers are sent, and new debits are answered at once again."""
+        answer = await self._call("POST", "/test/faults", {"hold_debits": False})
+        assert answer.status_code == 200, answer.text
+
+    async def hold_credits(self) -> None:
+        """As `hold_debits`, for credits (refunds)."""
+        answer = await self._call("POST", "/test/faults", {"hold_credits": True})
+        assert answer.status_code == 200, answer.text
+
+    async def release_credits(self) -> None:
+        answer = await self._call("POST", "/test/faults", {"hold_credits": False})
+        assert answer.status_code == 200, answer.text
+
+    async def _call(self, method: str, path: str, body: dict[str, Any] | None = None) -> httpx.Response:
+        async with httpx.AsyncClient(base_url=self.base, timeout=10.0) as client:
+            return await client.request(method, path, json=body)
