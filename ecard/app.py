@@ -13,15 +13,25 @@ from litestar.exceptions import HTTPException, ValidationException
 from litestar.openapi import OpenAPIConfig
 from litestar.openapi.plugins import ScalarRenderPlugin
 
+from ecard.bank import HttpBank
 from ecard.cards import CardholderAdminController, Cards, DeviceController, EnrolmentController
 from ecard.catalog import Catalog, CatalogAdminController, CatalogController
 from ecard.clients import Authenticator, ClientDirectory
 from ecard.codes import CodeController, CodeIssuer, KeyRing
 from ecard.config import Settings
 from ecard.depth import Depth, DepthController
+from ecard.federation import (
+    Federation,
+    FederationController,
+    FederationSettings,
+    IssuerRequestKey,
+    IssuerRequestKeyController,
+    PartnerAdminController,
+)
 from ecard.kit.clock import Clock, SystemClock
 from ecard.kit.crypto import Keys, load_master_key
 from ecard.kit.infra import create_pool, create_redis
+from ecard.kit.peers import session as peer_session
 from ecard.kit.problems import (
     Refusal,
     http_exception_handler,
@@ -33,8 +43,19 @@ from ecard.kit.problems import (
 from ecard.merchants import MerchantAdminController, Merchants, VenueController
 from ecard.operators import Operators, SessionController
 from ecard.ops import EchoController, OpsController, access_middleware, configure
+from ecard.payments import BillController, CallbackPolicy, Callbacks, Payments, Recovery, StatementController
+from ecard.portal import (
+    LoginController,
+    OAuthController,
+    PortalAdminController,
+    Portals,
+    Provider,
+    ProviderController,
+    SigningKeys,
+)
 from ecard.risk import RiskEvents
 from ecard.verify import VerificationController, VerifyDeps
+from ecard.yukuai import YukuaiLinkController, YukuaiLinks, YukuaiPlatform
 
 
 def create_app(settings: Settings, clock: Clock | None = None) -> Litestar:
@@ -54,6 +75,36 @@ def create_app(settings: Settings, clock: Clock | None = None) -> Litestar:
         ring = KeyRing.from_settings(pool, redis, keys, clock, settings)
         await ring.ensure_active()
         await ring.republish_revocations()
+        request_key = await IssuerRequestKey.load(pool, keys, settings.issuer_id)
+        # one connection pool for every peer we call: partner issuers, the 渝快办 platform
+        peers = peer_session()
+        federation = Federation(
+            pool,
+            directory,
+            request_key,
+            clock,
+            FederationSettings(
+                issuer=settings.issuer_id,
+                timeout_s=settings.partner_timeout_ms / 1000,
+                refresh_s=settings.partner_refresh_s,
+                max_key_age_s=settings.partner_keys_max_age_s,
+                breaker_threshold=settings.partner_breaker_failures,
+                breaker_cooldown_s=settings.partner_breaker_cooldown_s,
+            ),
+            peers,
+        )
+        await federation.reload()
+        yukuai = (
+            YukuaiLinks(
+                pool,
+                YukuaiPlatform(settings.yukuai_url, request_key, peers, settings.partner_timeout_ms / 1000),
+                clock,
+                settings.yukuai_prefix,
+                settings.yukuai_consent_version,
+            )
+            if settings.yukuai_url
+            else None
+        )
         state = app.state
         state.settings = settings
         state.clock = clock
@@ -66,9 +117,26 @@ def create_app(settings: Settings, clock: Clock | None = None) -> Litestar:
         state.depth = Depth(pool, catalog, clock)
         state.cards = cards
         state.key_ring = ring
+        state.request_key = request_key
+        state.federation = federation
+        state.yukuai = yukuai
         state.authenticator = Authenticator(directory, redis, settings.redis_prefix, clock, settings.signature_window_s)
         state.operators = Operators(pool, redis, keys, clock, settings.redis_prefix, settings.session_ttl_s)
         state.code_issuer = CodeIssuer(ring, cards, keys, clock, settings.issuer_id, settings.code_ttl_s)
+        portal_keys = SigningKeys(pool, keys, clock)
+        await portal_keys.ensure_active()
+        state.portals = Portals(pool, catalog)
+        state.portal_provider = Provider(
+            pool,
+            redis,
+            keys,
+            portal_keys,
+            state.portals,
+            clock,
+            settings.public_url,
+            settings.redis_prefix,
+            settings.clock_skew_s,
+        )
         state.verify_deps = VerifyDeps(
             pool=pool,
             redis=redis,
@@ -81,14 +149,43 @@ def create_app(settings: Settings, clock: Clock | None = None) -> Litestar:
             issuer=settings.issuer_id,
             skew_s=settings.clock_skew_s,
             prefix=settings.redis_prefix,
+            forwarder=federation,
+            linked=yukuai,
         )
-        refresher = asyncio.create_task(ring.keep_fresh())
+        background = [asyncio.create_task(ring.keep_fresh()), asyncio.create_task(federation.keep_fresh())]
+        bank = HttpBank(settings.bank_url, request_key, settings.bank_timeout_s) if settings.bank_url else None
+        callbacks = Callbacks(
+            pool,
+            clock,
+            request_key,
+            CallbackPolicy(
+                base_delay_s=settings.callback_base_delay_s,
+                window_s=settings.callback_window_s,
+                poll_s=settings.callback_poll_s,
+                timeout_s=settings.callback_timeout_s,
+            ),
+        )
+        state.bank = bank
+        state.callbacks = callbacks
+        state.payments = Payments(
+            pool, redis, settings.redis_prefix, clock, merchants, catalog, cards, bank, callbacks.wake
+        )
+        background.append(asyncio.create_task(callbacks.run()))
+        if bank is not None:
+            state.recovery = Recovery(pool, clock, bank, settings.payment_recovery_grace_s)
+            background.append(asyncio.create_task(state.recovery.run(settings.payment_recovery_interval_s)))
         try:
             yield
         finally:
-            refresher.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await refresher
+            for task in background:
+                task.cancel()
+            for task in background:
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+            await peers.close()
+            await callbacks.aclose()
+            if bank is not None:
+                await bank.aclose()
             await redis.aclose()
             await pool.close()
 
@@ -105,6 +202,16 @@ def create_app(settings: Settings, clock: Clock | None = None) -> Litestar:
         VerificationController,
         CatalogController,
         CatalogAdminController,
+        PartnerAdminController,
+        IssuerRequestKeyController,
+        FederationController,
+        YukuaiLinkController,
+        ProviderController,
+        OAuthController,
+        LoginController,
+        PortalAdminController,
+        BillController,
+        StatementController,
     ]
     if settings.load_echo:
         handlers.append(EchoController)

@@ -10,12 +10,19 @@ import json
 import os
 import signal
 import sys
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from types import FrameType
+from typing import TYPE_CHECKING
 
 from ecard.config import Settings
 from ecard.kit.crypto import b64u, b64u_decode
+
+if TYPE_CHECKING:
+    import aiohttp
+    import asyncpg
+
+    from ecard.bank import HttpBank
 
 
 @contextlib.contextmanager
@@ -51,7 +58,7 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
     embedded = not (settings.database_url and settings.redis_url)
     # SIGTERM must unwind like Ctrl-C so that the embedded services are stopped, not orphaned.
     signal.signal(signal.SIGTERM, _raise_exit)
-    with _services(settings, for_serve=True) as live:
+    with _services(settings, for_serve=True) as live, contextlib.ExitStack() as beside:
         assert live.database_url
         assert live.redis_url
         asyncio.run(bootstrap(live))
@@ -63,6 +70,10 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
         os.environ["ECARD_DATABASE_URL"] = live.database_url
         os.environ["ECARD_REDIS_URL"] = live.redis_url
         os.environ["ECARD_DATA_DIR"] = str(live.data_dir.resolve())
+        # the OpenID Connect issuer is where portals reach this process, unless told otherwise
+        os.environ.setdefault("ECARD_PUBLIC_URL", f"http://{args.host}:{args.port}")
+        if embedded and not live.bank_url:
+            os.environ["ECARD_BANK_URL"] = beside.enter_context(_standin_bank_beside(live, args.host, args.port))
         print(f"ecard serving on http://{args.host}:{args.port} (issuer {live.issuer_id})", file=sys.stderr)
         uvicorn.run(
             "ecard.app:create_app_from_env",
@@ -76,6 +87,38 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
             log_level="warning",
             lifespan="on",
         )
+    return 0
+
+
+@contextlib.contextmanager
+def _standin_bank_beside(live: Settings, host: str, port: int) -> Iterator[str]:
+    """The demo's bank: the stand-in on a port of its own, trusting this instance's request keys; its URL."""
+    from ecard.bank.embedded import running_standin  # noqa: PLC0415
+
+    own = "127.0.0.1" if host in {"0.0.0.0", "::", ""} else host  # noqa: S104 - compared, not bound
+    trust = f"http://{own}:{port}/v1/issuer/request-keys"
+    folder = live.data_dir.resolve()
+    with running_standin(folder / "standin-bank", trust, folder / "standin-bank.log") as url:
+        print(f"stand-in bank on {url} (ledger in {folder / 'standin-bank'})", file=sys.stderr)
+        yield url
+
+
+def cmd_standin_yukuai(args: argparse.Namespace, _: Settings) -> int:
+    from ecard.yukuai.standin import serve  # noqa: PLC0415
+
+    checks = f"verifying signatures with {args.trust_keys}" if args.trust_keys else "accepting UNSIGNED requests"
+    print(f"stand-in 渝快办 ({args.issuer}) on http://{args.host}:{args.port}, {checks}", file=sys.stderr)
+    serve(args.host, args.port, args.trust_keys, args.code_ttl, args.issuer, "YKM:")
+    return 0
+
+
+def cmd_standin_bank(args: argparse.Namespace, settings: Settings) -> int:
+    from ecard.bank.standin import serve  # noqa: PLC0415
+
+    data = Path(args.data) if args.data else settings.data_dir / "standin-bank"
+    checks = f"verifying signatures with {args.trust_keys}" if args.trust_keys else "accepting UNSIGNED requests"
+    print(f"stand-in bank on http://{args.host}:{args.port}, ledger in {data}, {checks}", file=sys.stderr)
+    serve(args.host, args.port, data, args.trust_keys)
     return 0
 
 
@@ -190,6 +233,73 @@ def cmd_keys(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def cmd_partners(args: argparse.Namespace, settings: Settings) -> int:
+    """The trust list: `list`, `add` (the partner's request key fetched from its base URL unless given), `refresh`."""
+    import msgspec  # noqa: PLC0415
+
+    from ecard.kit.problems import Refusal  # noqa: PLC0415
+
+    given_key = (
+        json.loads(Path(args.public_key).read_text(encoding="utf-8")) if getattr(args, "public_key", None) else None
+    )
+
+    async def run(live: Settings) -> object:
+        from ecard.clients import ClientDirectory  # noqa: PLC0415
+        from ecard.federation import Federation, FederationSettings, IssuerRequestKey  # noqa: PLC0415
+        from ecard.kit.clock import SystemClock  # noqa: PLC0415
+        from ecard.kit.crypto import Keys, load_master_key  # noqa: PLC0415
+        from ecard.kit.infra import connections  # noqa: PLC0415
+        from ecard.kit.peers import session as peer_session  # noqa: PLC0415
+
+        assert live.database_url
+        assert live.redis_url
+        async with connections(live.database_url, live.redis_url) as (pool, _), peer_session() as http:
+            request_key = await IssuerRequestKey.load(pool, Keys.from_master(load_master_key(live)), live.issuer_id)
+            federation = Federation(
+                pool,
+                ClientDirectory(pool),
+                request_key,
+                SystemClock(),
+                FederationSettings(
+                    live.issuer_id, live.partner_timeout_ms / 1000, 0, live.partner_keys_max_age_s, 3, 5
+                ),
+                http,
+            )
+            if args.action == "add":
+                public_key = given_key or await _partner_request_key(http, args.base_url, args.issuer)
+                made = await federation.register("cli", args.issuer, args.name, args.base_url, public_key, args.region)
+                return msgspec.to_builtins(made)
+            if args.action == "refresh":
+                await federation.refresh_keys(args.issuer)
+            return {"issuer": live.issuer_id, "partners": msgspec.to_builtins(await federation.list())}
+
+    with _services(settings) as live:
+        try:
+            print(json.dumps(asyncio.run(run(live)), indent=2, ensure_ascii=False))
+        except Refusal as refusal:
+            print(json.dumps({"error": refusal.code, "detail": refusal.detail}), file=sys.stderr)
+            return 2
+    return 0
+
+
+async def _partner_request_key(http: aiohttp.ClientSession, base_url: str, issuer: str) -> dict[str, str]:
+    """The partner's request-signing key as it publishes it at /v1/issuer/request-keys."""
+    from ecard.kit import peers  # noqa: PLC0415
+    from ecard.kit.problems import Refusal  # noqa: PLC0415
+
+    try:
+        answer = await peers.call(http, "GET", f"{base_url.rstrip('/')}/v1/issuer/request-keys", b"", {}, 5.0)
+    except peers.PeerUnreachableError as exc:
+        raise Refusal("issuer_unavailable", f"{base_url} did not publish its request keys") from exc
+    body = answer.body if isinstance(answer.body, dict) else {}
+    if body.get("issuer") != issuer:
+        raise Refusal("invalid_request", f"{base_url} is issuer {body.get('issuer')!r}, not {issuer!r}")
+    active = [k for k in body.get("keys", []) if k.get("status", "active") == "active"]
+    if not active:
+        raise Refusal("invalid_request", f"{base_url} publishes no active request key")
+    return {k: str(v) for k, v in active[0].items() if k in {"kty", "crv", "x", "y", "kid"}}
+
+
 def cmd_keygen(args: argparse.Namespace, _: Settings) -> int:
     """A client key pair for trying the API: the private JWK goes to a 0600 file, the public one to stdout."""
     from cryptography.hazmat.primitives.asymmetric import ec, ed25519  # noqa: PLC0415
@@ -230,6 +340,130 @@ def cmd_call(args: argparse.Namespace, _: Settings) -> int:
     return 0 if answer.is_success else 1
 
 
+def cmd_ledger(args: argparse.Namespace, settings: Settings) -> int:
+    """`ledger check`: Σ = 0 overall and per transfer, every bill as its entries say; `ledger reconcile`: the day
+    against the bank. Both exit 1 and name what is wrong when something is."""
+    from datetime import date  # noqa: PLC0415
+
+    from ecard.kit.infra import create_pool  # noqa: PLC0415
+    from ecard.payments import check, reconcile  # noqa: PLC0415
+
+    day = None
+    if args.action == "reconcile":
+        try:
+            day = date.fromisoformat(args.date)
+        except ValueError:
+            print(json.dumps({"error": "invalid_request", "detail": "--date must be YYYY-MM-DD"}), file=sys.stderr)
+            return 2
+
+    async def run(live: Settings) -> dict[str, object]:
+        assert live.database_url
+        pool = await create_pool(live.database_url, 1, 2)
+        try:
+            if day is None:
+                problems = await check(pool)
+                return {"clean": not problems, "problems": problems}
+            async with _bank(live, pool) as bank:
+                return (await reconcile(pool, bank, day)).as_dict()
+        finally:
+            await pool.close()
+
+    with _services(settings) as live:
+        if args.action == "reconcile" and not live.bank_url:
+            print(json.dumps({"error": "bank_unavailable", "detail": "ECARD_BANK_URL is not set"}), file=sys.stderr)
+            return 2
+        found = asyncio.run(run(live))
+    print(json.dumps(found, indent=2, ensure_ascii=False))
+    return 0 if found["clean"] else 1
+
+
+@contextlib.asynccontextmanager
+async def _bank(live: Settings, pool: asyncpg.Pool) -> AsyncIterator[HttpBank]:
+    """The bank adapter as `ecard serve` builds it: at ECARD_BANK_URL, signing with the issuer request key."""
+    from ecard.bank import HttpBank  # noqa: PLC0415
+    from ecard.federation import IssuerRequestKey  # noqa: PLC0415
+    from ecard.kit.crypto import Keys, load_master_key  # noqa: PLC0415
+
+    assert live.bank_url
+    request_key = await IssuerRequestKey.load(pool, Keys.from_master(load_master_key(live)), live.issuer_id)
+    bank = HttpBank(live.bank_url, request_key, live.bank_timeout_s)
+    try:
+        yield bank
+    finally:
+        await bank.aclose()
+
+
+def cmd_payments_recover(_: argparse.Namespace, settings: Settings) -> int:
+    """One recovery round now, whatever the grace period: settles every unfinished payment and refund."""
+    from ecard.kit.clock import SystemClock  # noqa: PLC0415
+    from ecard.kit.infra import create_pool  # noqa: PLC0415
+    from ecard.payments import Recovery  # noqa: PLC0415
+
+    async def run(live: Settings) -> dict[str, list[str]]:
+        assert live.database_url
+        pool = await create_pool(live.database_url, 1, 2)
+        try:
+            async with _bank(live, pool) as bank:
+                return (await Recovery(pool, SystemClock(), bank, 0).run_once()).as_dict()
+        finally:
+            await pool.close()
+
+    with _services(settings) as live:
+        if not live.bank_url:
+            print(json.dumps({"error": "bank_unavailable", "detail": "ECARD_BANK_URL is not set"}), file=sys.stderr)
+            return 2
+        done = asyncio.run(run(live))
+    print(json.dumps(done, indent=2))
+    return 1 if done["left"] else 0
+
+
+def cmd_portals(args: argparse.Namespace, settings: Settings) -> int:
+    """Portals (OpenID Connect clients): `add`, `list`, and `rotate-key` for the id_token signing key."""
+    import msgspec  # noqa: PLC0415
+
+    from ecard.kit.problems import Refusal  # noqa: PLC0415
+
+    given = json.loads(Path(args.jwks).read_text(encoding="utf-8")) if getattr(args, "jwks", None) else {}
+
+    async def run(live: Settings) -> object:
+        from ecard.catalog import Catalog  # noqa: PLC0415
+        from ecard.kit.clock import SystemClock  # noqa: PLC0415
+        from ecard.kit.crypto import Keys, load_master_key  # noqa: PLC0415
+        from ecard.kit.infra import create_pool  # noqa: PLC0415
+        from ecard.portal import NewPortal, Portals, SigningKeys  # noqa: PLC0415
+
+        assert live.database_url
+        pool = await create_pool(live.database_url, 1, 2)
+        try:
+            portals = Portals(pool, Catalog(pool))
+            if args.action == "add":
+                new = NewPortal(
+                    name=args.name,
+                    redirect_uris=args.redirect_uri,
+                    jwks=given if "keys" in given else {"keys": [given]},
+                    claims=[c for c in args.claims.split(",") if c],
+                    allowed_items=[i for i in args.items.split(",") if i],
+                )
+                return msgspec.to_builtins(await portals.register("cli", new))
+            if args.action == "rotate-key":
+                signing = SigningKeys(pool, Keys.from_master(load_master_key(live)), SystemClock())
+                return {"rotated_to": await signing.rotate("cli"), **await signing.jwks()}
+            return {"portals": msgspec.to_builtins(await portals.listing())}
+        finally:
+            await pool.close()
+
+    with _services(settings) as live:
+        from ecard.seed import bootstrap  # noqa: PLC0415
+
+        asyncio.run(bootstrap(live))
+        try:
+            print(json.dumps(asyncio.run(run(live)), indent=2, ensure_ascii=False))
+        except Refusal as refusal:
+            print(json.dumps({"error": refusal.code, "detail": refusal.detail}, ensure_ascii=False), file=sys.stderr)
+            return 2
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="ecard", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -266,7 +500,7 @@ def build_parser() -> argparse.ArgumentParser:
         "rotate", help="add a new active key; the old one verifies until its codes expire"
     ).set_defaults(func=cmd_keys)
     revoke = keys_sub.add_parser("revoke", help="refuse a key's codes at once (key_revoked)")
-    revoke.add_argument("kid", help="the key's kid as published (base64url)")
+    revoke.add_argument("kid", help="the key's kid as published (base64url; write `-- KID` when it begins with -)")
     revoke.set_defaults(func=cmd_keys)
     keygen = sub.add_parser("keygen", help="make a client key pair (private JWK to a file, public JWK printed)")
     keygen.add_argument("--out", required=True)
@@ -282,13 +516,91 @@ def build_parser() -> argparse.ArgumentParser:
     call.add_argument("--accept", default="application/json")
     call.add_argument("--out", default=None, help="write the response body to this file")
     call.set_defaults(func=cmd_call)
+
+    partners = sub.add_parser("partners", help="the trust list of partner issuers")
+    partners_sub = partners.add_subparsers(dest="action", required=True)
+    partners_sub.add_parser("list", help="partners, their code keys and when those were fetched").set_defaults(
+        func=cmd_partners
+    )
+    padd = partners_sub.add_parser("add", help="register a partner issuer (fetches its request key unless given)")
+    padd.add_argument("--issuer", required=True, help="the partner's issuer id, e.g. sc")
+    padd.add_argument("--name", required=True)
+    padd.add_argument("--base-url", required=True, help="where the partner's ecard answers, e.g. http://10.0.0.2:8000")
+    padd.add_argument("--region", default=None, help="the region its joint items carry (default: the issuer id)")
+    padd.add_argument("--public-key", default=None, help="a JWK file instead of fetching /v1/issuer/request-keys")
+    padd.set_defaults(func=cmd_partners)
+    refresh = partners_sub.add_parser("refresh", help="fetch a partner's code keys now")
+    refresh.add_argument("issuer")
+    refresh.set_defaults(func=cmd_partners)
+
+    standin = sub.add_parser("standin", help="stand-ins of external systems, for development, tests and the demo")
+    standin_sub = standin.add_subparsers(dest="system", required=True)
+    yukuai = standin_sub.add_parser("yukuai", help="the 渝快办 platform (docs/yukuai-protocol.md); memory only")
+    yukuai.add_argument("--host", default="127.0.0.1")
+    yukuai.add_argument("--port", type=int, required=True)
+    yukuai.add_argument(
+        "--trust-keys", default=None, help="JWKS URL of the ecard's request keys; without it, unsigned requests pass"
+    )
+    yukuai.add_argument("--code-ttl", type=int, default=60, help="lifetime of a minted 渝快码, seconds")
+    yukuai.add_argument("--issuer", default="ykb", help="the platform's issuer id as a partner")
+    yukuai.set_defaults(func=cmd_standin_yukuai)
+    bank = standin_sub.add_parser("bank", help="the bank holding card accounts (docs/bank-protocol.md)")
+    bank.add_argument("--host", default="127.0.0.1")
+    bank.add_argument("--port", type=int, required=True)
+    bank.add_argument("--data", default=None, help="ledger folder (default: $ECARD_DATA_DIR/standin-bank)")
+    bank.add_argument(
+        "--trust-keys", default=None, help="JWKS URL of the issuer's request keys; without it, unsigned requests pass"
+    )
+    bank.set_defaults(func=cmd_standin_bank)
+
+    ledger = sub.add_parser("ledger", help="the payments ledger")
+    ledger_sub = ledger.add_subparsers(dest="action", required=True)
+    ledger_sub.add_parser(
+        "check", help="Σ = 0 overall and per transfer, and every bill's state as its entries say (exit 1 if not)"
+    ).set_defaults(func=cmd_ledger)
+    reconcile = ledger_sub.add_parser(
+        "reconcile", help="compare a day's ledger with the bank's transfers (ECARD_BANK_URL; exit 1 on differences)"
+    )
+    reconcile.add_argument("--date", required=True, help="the UTC day, YYYY-MM-DD")
+    reconcile.set_defaults(func=cmd_ledger)
+    payments = sub.add_parser("payments", help="payment pull-ups")
+    payments_sub = payments.add_subparsers(dest="action", required=True)
+    payments_sub.add_parser(
+        "recover", help="settle unfinished payments and refunds with the bank now (ECARD_BANK_URL)"
+    ).set_defaults(func=cmd_payments_recover)
+    portals = sub.add_parser("portals", help="portals that log citizens in with the e-card (OpenID Connect)")
+    portals_sub = portals.add_subparsers(dest="action", required=True)
+    padd_portal = portals_sub.add_parser("add", help="register a portal; prints its client_id")
+    padd_portal.add_argument("--name", required=True)
+    padd_portal.add_argument("--redirect-uri", action="append", required=True, help="exact redirect URI (repeatable)")
+    padd_portal.add_argument("--jwks", required=True, help="file with the portal's public JWK or JWKS (P-256, ES256)")
+    padd_portal.add_argument("--claims", default="region", help="comma-separated: name,id_number,region,card_status")
+    padd_portal.add_argument("--items", required=True, help="comma-separated catalog items the portal serves")
+    padd_portal.set_defaults(func=cmd_portals)
+    portals_sub.add_parser("list", help="every registered portal").set_defaults(func=cmd_portals)
+    portals_sub.add_parser(
+        "rotate-key", help="a new id_token signing key; the old one stays published for a day"
+    ).set_defaults(func=cmd_portals)
     return parser
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    """The command line; `ecard call`'s body may also come after its options, as a curl user writes it."""
+    parser = build_parser()
+    args, extra = parser.parse_known_args(argv)
+    # argparse binds positionals greedily: in `call POST URL --key K BODY` the optional BODY is already
+    # taken (empty) when BODY comes, so it lands among the unknown arguments.
+    if getattr(args, "command", None) == "call" and not args.body and len(extra) == 1 and not extra[0].startswith("-"):
+        args.body = extra.pop()
+    if extra:
+        parser.error(f"unrecognized arguments: {' '.join(extra)}")
+    return args
 
 
 def main(argv: list[str] | None = None) -> int:
     from ecard.ops import configure  # noqa: PLC0415
 
-    args = build_parser().parse_args(argv)
+    args = parse_args(argv)
     settings = Settings.from_env()
     configure("WARNING")
     try:

@@ -17,6 +17,16 @@ def _int(env: dict[str, str], name: str, default: int) -> int:
         raise ValueError(f"{name} must be an integer, got {raw!r}") from exc
 
 
+def _float(env: dict[str, str], name: str, default: float) -> float:
+    raw = env.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        return float(raw)
+    except ValueError as exc:
+        raise ValueError(f"{name} must be a number, got {raw!r}") from exc
+
+
 @dataclass(frozen=True)
 class Settings:
     """Everything the service can be told from outside."""
@@ -38,6 +48,30 @@ class Settings:
     db_pool_max: int = 10
     load_echo: bool = False
     log_level: str = "INFO"
+    # federation: how long to wait for a partner issuer, how often to refetch its code keys, how old they may get
+    partner_timeout_ms: int = 800
+    partner_refresh_s: int = 60
+    partner_keys_max_age_s: int = 3600
+    partner_breaker_failures: int = 3
+    partner_breaker_cooldown_s: int = 5
+    # the 渝快办 platform (渝快码): where its adapter talks to, the codes' prefix, the consent text's version
+    yukuai_url: str | None = None
+    yukuai_prefix: str = "YKM:"
+    yukuai_consent_version: str = "ykb-link-consent-2025.1"
+    # the absolute URL portals reach this service at: the OpenID Connect issuer identifier and endpoint base
+    public_url: str = "http://127.0.0.1:8000"
+    # the bank holding card accounts (docs/bank-protocol.md); unset: `ecard serve` embedded runs the stand-in
+    bank_url: str | None = None
+    bank_timeout_s: float = 2.0
+    # payments: how old an unsettled payment must be before recovery settles it with the bank, and how often it looks
+    payment_recovery_grace_s: float = 60.0
+    payment_recovery_interval_s: float = 30.0
+    # merchant callbacks: backoff base (delay before retry n is uniform in [0, base·2^n]), how long to keep trying,
+    # how often to look for due ones, and how long to wait for the merchant's server
+    callback_base_delay_s: float = 5.0
+    callback_window_s: float = 86400.0
+    callback_poll_s: float = 1.0
+    callback_timeout_s: float = 5.0
 
     @classmethod
     def from_env(cls, environ: dict[str, str] | None = None) -> Settings:
@@ -58,4 +92,21 @@ class Settings:
             db_pool_max=_int(env, "ECARD_DB_POOL_MAX", 10),
             load_echo=(env.get("ECARD_LOAD_ECHO") or "") == "1",
             log_level=env.get("ECARD_LOG_LEVEL") or "INFO",
+            partner_timeout_ms=_int(env, "ECARD_PARTNER_TIMEOUT_MS", 800),
+            partner_refresh_s=_int(env, "ECARD_PARTNER_REFRESH_S", 60),
+            partner_keys_max_age_s=_int(env, "ECARD_PARTNER_KEYS_MAX_AGE_S", 3600),
+            partner_breaker_failures=_int(env, "ECARD_PARTNER_BREAKER_FAILURES", 3),
+            partner_breaker_cooldown_s=_int(env, "ECARD_PARTNER_BREAKER_COOLDOWN_S", 5),
+            yukuai_url=env.get("ECARD_YUKUAI_URL") or None,
+            yukuai_prefix=env.get("ECARD_YUKUAI_PREFIX") or "YKM:",
+            yukuai_consent_version=env.get("ECARD_YUKUAI_CONSENT_VERSION") or "ykb-link-consent-2025.1",
+            public_url=(env.get("ECARD_PUBLIC_URL") or "http://127.0.0.1:8000").rstrip("/"),
+            bank_url=env.get("ECARD_BANK_URL") or None,
+            bank_timeout_s=_float(env, "ECARD_BANK_TIMEOUT_S", 2.0),
+            payment_recovery_grace_s=_float(env, "ECARD_PAYMENT_RECOVERY_GRACE_S", 60.0),
+            payment_recovery_interval_s=_float(env, "ECARD_PAYMENT_RECOVERY_INTERVAL_S", 30.0),
+            callback_base_delay_s=_float(env, "ECARD_CALLBACK_BASE_DELAY_S", 5.0),
+            callback_window_s=_float(env, "ECARD_CALLBACK_WINDOW_S", 86400.0),
+            callback_poll_s=_float(env, "ECARD_CALLBACK_POLL_S", 1.0),
+            callback_timeout_s=_float(env, "ECARD_CALLBACK_TIMEOUT_S", 5.0),
         )

@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from cryptography.hazmat.primitives.asymmetric import ed25519
+from cryptography.hazmat.primitives.asymmetric import ec, ed25519
 
 from ecard.cards import Cards
 from ecard.catalog import Catalog
@@ -21,6 +21,7 @@ from ecard.kit.infra import connections, migrate
 from ecard.kit.jwk import private_jwk, public_jwk
 from ecard.merchants import Merchants
 from ecard.operators import Operators
+from ecard.portal import NewPortal, Portals
 
 DEMO_DIR = "demo"
 DEMO_MARKER = "demo.json"
@@ -32,6 +33,9 @@ DEMO_HOLDER = {
     "card_serial": "DEMO-0001",
 }
 DEMO_ITEMS = ["wl-030", "wl-031", "wl-011", "wl-040"]
+# The demo 警快办 portal: an OpenID Connect client on a loopback redirect, for trying portal login (docs/portal.md).
+DEMO_PORTAL_REDIRECT = "http://127.0.0.1:8765/callback"
+DEMO_PORTAL_KID = "jkb-demo-1"
 
 
 async def bootstrap(settings: Settings) -> list[str]:
@@ -73,8 +77,23 @@ async def seed_demo(settings: Settings) -> dict[str, Any] | None:
             DEMO_ITEMS,
             public_jwk(merchant_key.public_key()),
         )
-        holder = await Cards(pool, keys, directory).register("seed", **DEMO_HOLDER)
+        # the demo holder's card is issued where this instance issues cards (cq, or sc for a Sichuan instance)
+        holder = await Cards(pool, keys, directory).register("seed", **{**DEMO_HOLDER, "region": settings.issuer_id})
+        portal_key = ec.generate_private_key(ec.SECP256R1())
+        portal = await Portals(pool, Catalog(pool)).register(
+            "seed",
+            NewPortal(
+                name="警快办 (demo)",
+                redirect_uris=[DEMO_PORTAL_REDIRECT],
+                jwks={"keys": [{**public_jwk(portal_key.public_key()), "kid": DEMO_PORTAL_KID}]},
+                claims=["name", "id_number", "region"],
+                allowed_items=["wl-010"],
+            ),
+        )
     folder = settings.data_dir / DEMO_DIR
+    write_private_file(
+        folder / "portal.jwk.json", json.dumps({**private_jwk(portal_key), "kid": DEMO_PORTAL_KID}).encode()
+    )
     write_private_file(
         folder / "channel.jwk.json", json.dumps({**private_jwk(channel_key), "kid": channel.key_id}).encode()
     )
@@ -95,6 +114,13 @@ async def seed_demo(settings: Settings) -> dict[str, Any] | None:
             "key_id": merchant.key_id,
             "items": merchant.items,
             "private_jwk": str(folder / "merchant.jwk.json"),
+        },
+        "portal": {
+            "client_id": portal.client_id,
+            "name": portal.name,
+            "redirect_uris": portal.redirect_uris,
+            "claims": portal.claims,
+            "private_jwk": str(folder / "portal.jwk.json"),
         },
         "cardholder": {
             "card_id": holder.card_id,

@@ -89,10 +89,10 @@ def _channel(api: Api) -> Actor:
     return actor
 
 
-def _device(api: Api, channel: Actor, rng: random.Random, index: int) -> Actor:
+def _device(api: Api, channel: Actor, rng: random.Random, index: int, region: str = "cq") -> Actor:
     name, number = f"压测{index:04d}", made_up_id_number(rng)
     serial = f"LOAD{rng.randrange(10**12):012d}"
-    api.admin("/v1/admin/cardholders", {"name": name, "id_number": number, "region": "cq", "card_serial": serial})
+    api.admin("/v1/admin/cardholders", {"name": name, "id_number": number, "region": region, "card_serial": serial})
     actor = p256_actor()
     body = {"id_number": number, "name": name, "device_public_key": actor.jwk, "device_name": "load"}
     answer = api.signed(channel, "/v1/enrolments", body)
@@ -110,5 +110,17 @@ def set_up(base_url: str, env: dict[str, str], devices: int) -> Cast:
         merchant = _merchant(api)
         rng = random.Random(secrets.randbits(64))
         return Cast(merchant, channel, [_device(api, channel, rng, i) for i in range(devices)])
+    finally:
+        api.close()
+
+
+def citizens(base_url: str, env: dict[str, str], devices: int, region: str) -> tuple[Actor, list[Actor]]:
+    """An operator, a channel and `devices` devices of cardholders of `region`, enrolled through that channel."""
+    api = Api(base_url)
+    try:
+        api.login(add_operator(env))
+        channel = _channel(api)
+        rng = random.Random(secrets.randbits(64))
+        return channel, [_device(api, channel, rng, i, region) for i in range(devices)]
     finally:
         api.close()

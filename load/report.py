@@ -10,7 +10,7 @@ RESULTS = Path(__file__).resolve().parent / "results"
 VERIFYING = ("verification", "fixed_rate")
 BY_CPU = ("verification", "codes_json", "codes_png")
 _COLUMNS = (
-    ("scenario", 14),
+    ("scenario", 22),
     ("requests", 9),
     ("req/s", 9),
     ("p50 ms", 8),
@@ -61,6 +61,11 @@ def _cpu(scenarios: dict[str, dict[str, Any]], name: str) -> float:
     return float(scenarios[name]["server_cpu_ms_per_req"]) or float("nan")
 
 
+def _federated_cpu(scenarios: dict[str, dict[str, Any]]) -> float:
+    federated = scenarios["federated_verification"]
+    return (float(federated["server_cpu_ms_per_req"]) + float(federated["partner_cpu_ms_per_req"])) or float("nan")
+
+
 def _check(value: float, target: float, at_least: bool) -> dict[str, Any]:
     met = value >= target if at_least else value <= target
     return {"value": round(value, 3), "target": f"{'>=' if at_least else '<='} {target:g}", "met": met}
@@ -73,6 +78,13 @@ def ratios(scenarios: dict[str, dict[str, Any]], qr: dict[str, float], memory: d
         "verification_over_echo": _check(scenarios["verification"]["rps"] / echo, 0.25, at_least=True),
         "codes_json_over_echo": _check(scenarios["codes_json"]["rps"] / echo, 0.50, at_least=True),
         "codes_png_over_echo": round(scenarios["codes_png"]["rps"] / echo, 3),
+        "federated_over_verification": _check(
+            scenarios["federated_verification"]["rps"] / (scenarios["verification"]["rps"] or float("nan")),
+            0.40,
+            at_least=True,
+        ),
+        # app CPU per local verification over that of a federated one at cq plus its forwarded half at sc
+        "federated_over_verification_by_cpu": round(_cpu(scenarios, "verification") / _federated_cpu(scenarios), 3),
         # the same ratios from the app's CPU time per request, which neighbours on the machine disturb less
         "by_cpu": {name: round(_cpu(scenarios, "echo") / _cpu(scenarios, name), 3) for name in BY_CPU},
         "fixed_rate_p99_ms": _check(scenarios["fixed_rate"]["latency_ms"]["p99"], 10, at_least=False),
@@ -99,6 +111,8 @@ def render(results: dict[str, Any]) -> str:
             f"verification / echo      {_mark(r['verification_over_echo'])}",
             f"code JSON / echo         {_mark(r['codes_json_over_echo'])}",
             f"code PNG / echo          {r['codes_png_over_echo']:g}",
+            f"federated / verification {_mark(r['federated_over_verification'])}",
+            f"  same, by app CPU per request (cq + sc) {r['federated_over_verification_by_cpu']:g}",
             "same, by app CPU per request: "
             + ", ".join(f"{name} / echo {value:g}" for name, value in r["by_cpu"].items()),
             f"p99 at 70% ({fixed['target_rps']:.0f} req/s) ms {_mark(r['fixed_rate_p99_ms'])}",

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from actors import set_up
+from federated import federated_verification
 from prebuild import Factory
 from report import RESULTS, ratios, render, save
 from scenarios import FULL, QUICK, Bench, Plan, qr_timing
@@ -66,6 +67,10 @@ def measure(server: Server, env: dict[str, str], plan: Plan, profile: Path | Non
     steps: tuple[tuple[str, Callable[[], dict[str, Any]]], ...] = (
         ("echo", lambda: bench.echo(sample[0])),
         ("verification", bench.verification),
+        (
+            "federated_verification",
+            lambda: federated_verification(bench, env, server, scenarios["verification"]["rps"]),
+        ),
         ("codes_json", bench.codes_json),
         ("codes_png", bench.codes_png),
         ("fixed_rate", lambda: bench.fixed_rate(scenarios["verification"]["rps"])),

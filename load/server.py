@@ -35,9 +35,9 @@ def free_port() -> int:
         return port
 
 
-def load_database(url: str) -> str:
-    """A fresh database `<db>_ecard_load` beside the configured one (dropped and made anew each run)."""
-    return asyncio.run(recreate_database(url, "_ecard_load"))
+def load_database(url: str, suffix: str = "_ecard_load") -> str:
+    """A fresh database `<db><suffix>` beside the configured one (dropped and made anew each run)."""
+    return asyncio.run(recreate_database(url, suffix))
 
 
 def service_env(data_dir: Path) -> dict[str, str]:

@@ -184,6 +184,29 @@ class Parties:
     async def set_status(self, card_id: str, status: str, reason: str = "test") -> httpx.Response:
         return await self.admin("POST", f"/v1/admin/cards/{card_id}/status", {"status": status, "reason": reason})
 
+    async def portal(
+        self,
+        claims: list[str],
+        redirect_uris: list[str],
+        items: list[str] | None = None,
+        name: str = "警快办",
+        actor: Actor | None = None,
+    ) -> Actor:
+        """A portal (OpenID Connect client) signing its client assertions with a P-256 key; `client_id` in ids."""
+        actor = actor or p256_actor()
+        body = {
+            "name": name,
+            "redirect_uris": redirect_uris,
+            "jwks": {"keys": [{**actor.jwk, "kid": "portal-key-1"}]},
+            "claims": claims,
+            "allowed_items": items or ["wl-010"],
+        }
+        answer = await self.admin("POST", "/v1/admin/portals", body)
+        assert answer.status_code == 201, answer.text
+        actor.key_id = "portal-key-1"
+        actor.ids["client_id"] = answer.json()["client_id"]
+        return actor
+
 
 class World(Parties):
     """The service under test, run in the test's own event loop, and the parties around it."""

@@ -19,7 +19,9 @@ from ecard.kit.problems import Refusal
 WINDOW_DAYS = 30
 # The plan's highest level per function: payment has two (pay with the card's account; bills from 协约商户).
 TOP_LEVEL = {"identity": 3, "disbursement": 3, "payment": 2}
-PAYMENT_NOTE = "payment level 2 (bills pulled up by an enrolled merchant) cannot be reached yet: there are no bills"
+PAYMENT_NOTE = (
+    "payment level 2 (bills pulled up by an enrolled merchant, paid with the card): no bills paid in the window"
+)
 
 
 def share_level(part: int, whole: int) -> int:
@@ -70,6 +72,7 @@ def measure(
     accepting: dict[str, int],
     payouts: dict[str, Any] | None,
     payment_merchant: bool,
+    bills_paid: bool = False,
 ) -> ItemDepth:
     """One item's depth: each of its functions' levels, the lowest of them, and how it stands to the plan."""
     scenes, accepting_scenes, share, identity_level = _scene_counts(recorded, accepting)
@@ -95,9 +98,11 @@ def measure(
             levels["disbursement"] = share_level(paid.paid_by_card, paid.beneficiaries)
     target = item.depth_targets.get(f"{year}_end")
     if "payment" in item.functions:
-        # level 1 stands for "payable with the card's financial account": a payment merchant takes it
-        levels["payment"] = 1 if payment_merchant else 0
-        notes.append(PAYMENT_NOTE)
+        # level 1 stands for "payable with the card's financial account": a payment merchant takes it;
+        # level 2 for bills that an enrolled merchant pulled up and citizens paid with the card, in the window
+        levels["payment"] = 2 if bills_paid else 1 if payment_merchant else 0
+        if not bills_paid:
+            notes.append(PAYMENT_NOTE)
         if target is not None and target > TOP_LEVEL["payment"]:
             notes.append(f"the plan's target {target} counts as {TOP_LEVEL['payment']} for payment, its highest level")
     return ItemDepth(
@@ -174,6 +179,7 @@ class Depth:
             accepting[row["item_code"]][row["district"]] = row["venues"]
         payouts = {row["item_code"]: row for row in await store.beneficiaries(self._pool, day.year)}
         payment = await store.payment_items(self._pool)
+        billed = await store.paid_bill_items(self._pool, end - timedelta(days=WINDOW_DAYS), end)
         items = sorted((i for i in await self._catalog.items() if i.in_force(day)), key=lambda i: i.item_code)
         return DepthReport(
             date=day,
@@ -186,6 +192,7 @@ class Depth:
                     accepting.get(item.item_code, {}),
                     payouts.get(item.item_code),
                     item.item_code in payment,
+                    bills_paid=item.item_code in billed,
                 )
                 for item in items
             ],

@@ -69,3 +69,9 @@ async def payment_items(pool: Executor) -> set[str]:
         " WHERE m.status = 'active' AND 'payment' = ANY (m.functions)"
     )
     return {r["item_code"] for r in rows}
+
+
+async def paid_bill_items(pool: Executor, start: datetime, end: datetime) -> set[str]:
+    """The items of bills that were paid (pulled up by a merchant, paid with the card) in [start, end)."""
+    rows = await pool.fetch("SELECT DISTINCT item_code FROM bills WHERE paid_at >= $1 AND paid_at < $2", start, end)
+    return {r["item_code"] for r in rows}

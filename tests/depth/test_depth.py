@@ -239,7 +239,7 @@ async def test_scenes_must_make_sense(world: World, item_code: str, body: dict[s
     assert await world.app.state.pool.fetchval("SELECT count(*) FROM depth_scenes") == 0
 
 
-async def test_payment_level_1_needs_an_active_payment_merchant_and_level_2_is_not_reachable(world: World) -> None:
+async def test_payment_level_1_needs_an_active_payment_merchant_and_level_2_paid_bills(world: World) -> None:
     before = await depth_of(world, "wl-008")
     water = await world.merchant(["wl-008", "wl-028"], functions=["payment"], name="武隆区自来水公司")
     await world.merchant(["wl-030"], name="只做身份识别的场馆")
@@ -253,7 +253,7 @@ async def test_payment_level_1_needs_an_active_payment_merchant_and_level_2_is_n
     assert during["on_track"] is on_track(1, during["target"])
     assert "payment level 2" in during["note"]
     assert "no bills" in during["note"]
-    # wl-028's plan asks for level 2 or more, which waits for bills
+    # wl-028's plan asks for level 2 or more, which needs bills paid with the card
     assert tuition["level"] == 1
     if tuition["target"] is not None:
         assert tuition["on_track"] is False

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import signal
 import socket
 import stat
@@ -136,6 +137,13 @@ def _issuer_kids(serving: Serving) -> list[str]:
     return [key["kid"] for key in body["keys"] if key["status"] == "active"]
 
 
+def _standin_bank_url(stderr: str) -> str:
+    """Where `ecard serve` says it started the stand-in bank (no ECARD_BANK_URL on the embedded default)."""
+    found = re.search(r"stand-in bank on (http://127\.0\.0\.1:\d+)", stderr)
+    assert found, stderr[-2000:]
+    return found.group(1)
+
+
 def _passwords_printed(stderr: str) -> int:
     return stderr.count('"password"')
 
@@ -168,6 +176,8 @@ def test_serve_starts_embedded_services_seeds_a_demo_shares_them_and_stops_on_si
 
     _assert_ready(serving)
     assert len(_issuer_kids(serving)) == 1
+    bank_url = _standin_bank_url(serving.stderr)
+    assert httpx.get(f"{bank_url}/healthz", timeout=5.0).status_code == 200
 
     # The demo operator's password is printed once, with everything needed to try the service.
     stderr = serving.stderr
@@ -218,6 +228,8 @@ def test_serve_starts_embedded_services_seeds_a_demo_shares_them_and_stops_on_si
     _assert_all_stopped(data_dir, pids)
     with pytest.raises(httpx.ConnectError):
         httpx.get(f"{serving.base}/healthz", timeout=2.0)
+    with pytest.raises(httpx.ConnectError):
+        httpx.get(f"{bank_url}/healthz", timeout=2.0)
 
 
 def test_serve_restarted_keeps_its_data_seeds_once_and_stops_on_sigint(servers: Servers) -> None:
