@@ -47,37 +47,22 @@ def wait_until_answering(url: str, process: subprocess.Popen[bytes], log: Path) 
         time.sleep(0.1)
 
 
-class LiveEcard:
-    """One ecard installation (issuer `issuer`), started and stopped as a real process on a loopback port."""
+class ServerProcess:
+    """An `ecard ...` command serving HTTP on a free loopback port: started, stopped (SIGTERM) or killed."""
 
-    def __init__(self, issuer: str, database_url: str, redis_url: str, folder: Path, **env: str) -> None:
-        self.issuer = issuer
+    name = "server"
+    ready_path = "/healthz"
+
+    def __init__(self, folder: Path, env: dict[str, str] | None = None) -> None:
         self.folder = folder
         self.port = free_port()
         folder.mkdir(parents=True, exist_ok=True)
-        self.env = {name: value for name, value in os.environ.items() if not name.startswith("ECARD_")}
-        self.env.update(
-            ECARD_ISSUER_ID=issuer,
-            ECARD_DATABASE_URL=database_url,
-            ECARD_REDIS_URL=redis_url,
-            ECARD_REDIS_PREFIX=f"ecardlive:{os.urandom(6).hex()}:",
-            ECARD_SECRET_KEY=b64u(os.urandom(32)),
-            ECARD_DATA_DIR=str(folder / "data"),
-            PYTHONUNBUFFERED="1",
-            **env,
-        )
+        self.env = env
         self.process: subprocess.Popen[bytes] | None = None
-        self.token: str | None = None
         self._runs = 0
 
-    @classmethod
-    async def create(
-        cls, issuer: str, service_urls: tuple[str, str], folder: Path, name: str | None = None, **env: str
-    ) -> LiveEcard:
-        """An installation on a database made afresh for it beside the test database (`<test db>_<name>`)."""
-        database_url, redis_url = service_urls
-        own = await recreate_database(database_url, f"_{name or issuer}")
-        return cls(issuer, own, redis_url, folder, **env)
+    def command(self) -> list[str]:
+        raise NotImplementedError
 
     @property
     def base(self) -> str:
@@ -85,21 +70,21 @@ class LiveEcard:
 
     @property
     def log(self) -> Path:
-        return self.folder / f"serve-{self._runs}.log"
+        return self.folder / f"{self.name}-{self._runs}.log"
 
     def start(self) -> None:
         assert self.process is None or self.process.poll() is not None, "already running"
         self._runs += 1
         with self.log.open("wb") as log:
             self.process = subprocess.Popen(
-                [sys.executable, "-m", "ecard.cli", "serve", "--port", str(self.port)],
+                [sys.executable, "-m", "ecard.cli", *self.command()],
                 cwd=REPO,
                 env=self.env,
                 stdin=subprocess.DEVNULL,
                 stdout=log,
                 stderr=subprocess.STDOUT,
             )
-        wait_until_answering(f"{self.base}/readyz", self.process, self.log)
+        wait_until_answering(f"{self.base}{self.ready_path}", self.process, self.log)
 
     def stop(self) -> None:
         """SIGTERM, as an orderly shutdown."""
@@ -116,6 +101,42 @@ class LiveEcard:
         if self.process is not None and self.process.poll() is None:
             self.process.kill()
             self.process.wait(timeout=10)
+
+
+class LiveEcard(ServerProcess):
+    """One ecard installation (issuer `issuer`), started and stopped as a real process on a loopback port."""
+
+    name = "serve"
+    ready_path = "/readyz"
+
+    def __init__(self, issuer: str, database_url: str, redis_url: str, folder: Path, **env: str) -> None:
+        own = {name: value for name, value in os.environ.items() if not name.startswith("ECARD_")}
+        own.update(
+            ECARD_ISSUER_ID=issuer,
+            ECARD_DATABASE_URL=database_url,
+            ECARD_REDIS_URL=redis_url,
+            ECARD_REDIS_PREFIX=f"ecardlive:{os.urandom(6).hex()}:",
+            ECARD_SECRET_KEY=b64u(os.urandom(32)),
+            ECARD_DATA_DIR=str(folder / "data"),
+            PYTHONUNBUFFERED="1",
+            **env,
+        )
+        super().__init__(folder, own)
+        self.env: dict[str, str] = own
+        self.issuer = issuer
+        self.token: str | None = None
+
+    @classmethod
+    async def create(
+        cls, issuer: str, service_urls: tuple[str, str], folder: Path, name: str | None = None, **env: str
+    ) -> LiveEcard:
+        """An installation on a database made afresh for it beside the test database (`<test db>_<name>`)."""
+        database_url, redis_url = service_urls
+        own = await recreate_database(database_url, f"_{name or issuer}")
+        return cls(issuer, own, redis_url, folder, **env)
+
+    def command(self) -> list[str]:
+        return ["serve", "--port", str(self.port)]
 
     def cli(self, *args: str) -> CliRun:
         """`ecard <args>` against this installation."""

@@ -13,9 +13,6 @@ Then `await bank.credit(card_id, 10_000)`, `bank.adapter(signer)` (an `HttpBank`
 from __future__ import annotations
 
 import contextlib
-import signal
-import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -23,20 +20,18 @@ from typing import Any
 import httpx
 
 from ecard.bank import HttpBank, RequestSigner
-from tests.live import REPO, free_port, wait_until_answering
+from tests.live import ServerProcess
 
 
-class StandinBank:
+class StandinBank(ServerProcess):
     """`ecard standin bank` on a free loopback port with its ledger under `folder`; survives stop/start."""
 
+    name = "bank"
+
     def __init__(self, folder: Path, trust_keys: str | None = None) -> None:
-        self.folder = folder
+        super().__init__(folder)
         self.data = folder / "ledger"
         self.trust_keys = trust_keys
-        self.port = free_port()
-        folder.mkdir(parents=True, exist_ok=True)
-        self.process: subprocess.Popen[bytes] | None = None
-        self._runs = 0
 
     @classmethod
     @contextlib.contextmanager
@@ -49,42 +44,11 @@ class StandinBank:
         finally:
             bank.kill()
 
-    @property
-    def base(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    @property
-    def log(self) -> Path:
-        return self.folder / f"bank-{self._runs}.log"
-
-    def start(self) -> None:
-        assert self.process is None or self.process.poll() is not None, "already running"
-        self._runs += 1
-        command = [sys.executable, "-m", "ecard.cli", "standin", "bank", "--port", str(self.port)]
-        command += ["--data", str(self.data)]
+    def command(self) -> list[str]:
+        command = ["standin", "bank", "--port", str(self.port), "--data", str(self.data)]
         if self.trust_keys:
             command += ["--trust-keys", self.trust_keys]
-        with self.log.open("wb") as log:
-            self.process = subprocess.Popen(
-                command, cwd=REPO, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT
-            )
-        wait_until_answering(f"{self.base}/healthz", self.process, self.log)
-
-    def stop(self) -> None:
-        """SIGTERM, as an orderly shutdown."""
-        if self.process is not None and self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(timeout=10)
-
-    def kill(self) -> None:
-        """SIGKILL: the bank dies wherever it is."""
-        if self.process is not None and self.process.poll() is None:
-            self.process.kill()
-            self.process.wait(timeout=10)
+        return command
 
     def adapter(self, signer: RequestSigner | None = None, timeout_s: float = 5.0) -> HttpBank:
         """ecard's bank adapter pointed at this stand-in (the caller closes it)."""

@@ -12,11 +12,10 @@ from ecard.clients import ClientKind, Principal
 from ecard.clients.http import SIGNED_PROBLEMS, signed_by
 from ecard.federation.models import FederatedVerificationRequest, NewPartner, PartnerAnswer, PartnerList
 from ecard.federation.service import Federation
-from ecard.kit.clock import iso
 from ecard.kit.problems import Refusal, problems
 from ecard.operators import operator_session
-from ecard.verify import REFUSALS, Venue, VerifyDeps, verify_for_partner
-from ecard.verify.models import VerificationAnswer, storable
+from ecard.verify import REFUSALS, Venue, VerifyDeps, accepted, check_place, verify_for_partner
+from ecard.verify.models import VerificationAnswer
 
 
 def _federation(request: Request[Any, Any, Any]) -> Federation:
@@ -94,8 +93,7 @@ class FederationController(Controller):
         principal: NamedDependency[Principal],
         data: JSONBody[FederatedVerificationRequest],
     ) -> VerificationAnswer:
-        if data.place is not None and not storable(data.place):
-            raise Refusal("invalid_request", "place must not contain U+0000", extra={"fields": ["place"]})
+        check_place(data.place)
         deps: VerifyDeps = request.app.state.verify_deps
         if data.answer_by is not None and deps.clock.now() > data.answer_by:
             raise Refusal("issuer_unavailable", "the asking issuer has stopped waiting; nothing was decided")
@@ -110,11 +108,6 @@ class FederationController(Controller):
             place=data.place,
             via_issuer=partner.issuer,
         )
-        result = await verify_for_partner(principal.nonce, data.code, data.item_code, venue, partner.region, deps)
-        return VerificationAnswer(
-            result="accepted",
-            verification_id=result.verification_id,
-            item_code=result.item_code,
-            verified_at=iso(result.verified_at),
-            card=result.card,
+        return accepted(
+            await verify_for_partner(principal.nonce, data.code, data.item_code, venue, partner.region, deps)
         )

@@ -28,29 +28,18 @@ from ecard.kit.ids import new_id
 from ecard.kit.jwk import parse_public_jwk, thumbprint
 from ecard.kit.problems import Refusal
 from ecard.ops.metrics import PARTNER_CALLS, PARTNER_SECONDS
-from ecard.verify import Venue, Verification
+from ecard.verify import REFUSALS, Venue, Verification
 
 log = logging.getLogger("ecard.federation")
 
 # Refusals a partner may answer that mean the same here; anything else from a partner is "unavailable".
-RELAYED = frozenset(
-    {
-        "malformed_code",
-        "unknown_issuer",
-        "unknown_key",
-        "key_revoked",
-        "bad_signature",
-        "code_expired",
-        "code_not_yet_valid",
-        "code_already_used",
-        "card_suspended",
-        "card_cancelled",
-        "item_unknown",
-        "card_mode_not_accepted",
-        "item_not_in_joint_list",
-        "card_not_linked",
-    }
-)
+RELAYED = frozenset(REFUSALS) - {
+    "forbidden",
+    "merchant_not_entitled",
+    "issuer_unavailable",
+    "database_unavailable",
+    "cache_unavailable",
+}
 RELOAD_S = 1.0
 
 

@@ -28,10 +28,10 @@ def merchant_account(merchant_id: str) -> str:
     return f"merchant:{merchant_id}"
 
 
-async def book_payment(
+async def _book_debit(
     conn: Conn, bill_id: str, merchant_id: str, card_id: str, bank_transfer_id: str, amount: int, at: datetime
 ) -> None:
-    """The bank debited the card into clearing, and clearing settles to what the merchant is owed."""
+    """The bank's debit of the card, into clearing: the first half of a payment, and of a reversed one."""
     await store.book(
         conn,
         new_id("ltr"),
@@ -43,6 +43,13 @@ async def book_payment(
         [(card_account(card_id), -amount), (CLEARING, amount)],
         bank_transfer_id=bank_transfer_id,
     )
+
+
+async def book_payment(
+    conn: Conn, bill_id: str, merchant_id: str, card_id: str, bank_transfer_id: str, amount: int, at: datetime
+) -> None:
+    """The bank debited the card into clearing, and clearing settles to what the merchant is owed."""
+    await _book_debit(conn, bill_id, merchant_id, card_id, bank_transfer_id, amount, at)
     await store.book(
         conn,
         new_id("ltr"),
@@ -59,17 +66,7 @@ async def book_reversal(
     conn: Conn, bill_id: str, merchant_id: str, card_id: str, bank_transfer_id: str, amount: int, at: datetime
 ) -> None:
     """A debit no bill could take: it reached clearing, and the bank's reversal gave it back to the card."""
-    await store.book(
-        conn,
-        new_id("ltr"),
-        "debit",
-        bill_id,
-        merchant_id,
-        amount,
-        at,
-        [(card_account(card_id), -amount), (CLEARING, amount)],
-        bank_transfer_id=bank_transfer_id,
-    )
+    await _book_debit(conn, bill_id, merchant_id, card_id, bank_transfer_id, amount, at)
     await store.book(
         conn,
         new_id("ltr"),

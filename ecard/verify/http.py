@@ -16,7 +16,7 @@ from ecard.kit.infra import unavailable_code
 from ecard.kit.problems import Refusal, problems
 from ecard.ops.metrics import VERIFICATIONS, VERIFY_SECONDS
 from ecard.verify.models import VerificationAnswer, VerificationRequest, storable
-from ecard.verify.service import VerifyDeps, verify
+from ecard.verify.service import Verification, VerifyDeps, verify
 
 REFUSALS = (
     "malformed_code",
@@ -58,8 +58,7 @@ class VerificationController(Controller):
         principal: NamedDependency[Principal],
         data: JSONBody[VerificationRequest],
     ) -> VerificationAnswer:
-        if data.place is not None and not storable(data.place):
-            raise Refusal("invalid_request", "place must not contain U+0000", extra={"fields": ["place"]})
+        check_place(data.place)
         deps: VerifyDeps = request.app.state.verify_deps
         started = time.perf_counter()
         try:
@@ -73,10 +72,20 @@ class VerificationController(Controller):
         finally:
             VERIFY_SECONDS.observe(time.perf_counter() - started)
         VERIFICATIONS.labels(result="accepted").inc()
-        return VerificationAnswer(
-            result="accepted",
-            verification_id=result.verification_id,
-            item_code=result.item_code,
-            verified_at=iso(result.verified_at),
-            card=result.card,
-        )
+        return accepted(result)
+
+
+def accepted(result: Verification) -> VerificationAnswer:
+    """The answer of an accepted verification, the same wherever it was decided."""
+    return VerificationAnswer(
+        result="accepted",
+        verification_id=result.verification_id,
+        item_code=result.item_code,
+        verified_at=iso(result.verified_at),
+        card=result.card,
+    )
+
+
+def check_place(place: dict[str, Any] | None) -> None:
+    if place is not None and not storable(place):
+        raise Refusal("invalid_request", "place must not contain U+0000", extra={"fields": ["place"]})

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import subprocess
-import sys
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -13,34 +11,20 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.live import REPO, LiveEcard, LiveWorld, free_port, wait_until_answering
+from tests.live import LiveEcard, LiveWorld, ServerProcess
 
 
-class StandinYukuai:
+class StandinYukuai(ServerProcess):
     """`ecard standin yukuai` on a free loopback port, checking the signatures of the ecard it trusts."""
 
+    name = "yukuai"
+
     def __init__(self, folder: Path, trust_keys: str) -> None:
-        self.port = free_port()
-        self.folder = folder
+        super().__init__(folder)
         self.trust_keys = trust_keys
-        self.process: subprocess.Popen[bytes] | None = None
 
-    @property
-    def base(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    def start(self) -> None:
-        log = self.folder / "yukuai.log"
-        command = [sys.executable, "-m", "ecard.cli", "standin", "yukuai", "--port", str(self.port)]
-        command += ["--trust-keys", self.trust_keys, "--code-ttl", "60"]
-        with log.open("wb") as out:
-            self.process = subprocess.Popen(command, cwd=REPO, stdin=subprocess.DEVNULL, stdout=out, stderr=out)
-        wait_until_answering(f"{self.base}/healthz", self.process, log)
-
-    def kill(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.kill()
-            self.process.wait(timeout=10)
+    def command(self) -> list[str]:
+        return ["standin", "yukuai", "--port", str(self.port), "--trust-keys", self.trust_keys, "--code-ttl", "60"]
 
 
 @dataclass
