@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any, Self
@@ -32,63 +32,11 @@ def request_key(issuer: str = "cq") -> IssuerRequestKey:
     return IssuerRequestKey(issuer=issuer, kid=kid, private=private, published=published)
 
 
-class KeySetServer:
-    """Serves `document` as JSON at any path, on a loopback port; tests swap the document to rotate keys."""
+class _LoopbackServer:
+    """A threaded HTTP server on a free loopback port, for the length of a `with` block."""
 
-    def __init__(self, document: dict[str, Any]) -> None:
-        self.document = document
-        self.fetches = 0
-        owner = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_GET(self) -> None:
-                owner.fetches += 1
-                body = json.dumps(owner.document).encode()
-                self.send_response(200)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
-
-            def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - http.server's signature
-                return
-
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self._server.server_address[1]}/v1/issuer/request-keys"
-
-    def __enter__(self) -> Self:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *_: object) -> None:
-        self._server.shutdown()
-        self._server.server_close()
-        self._thread.join(timeout=5)
-
-
-class AnsweringServer:
-    """A loopback server that answers every request with one status and body: a bank gone wrong."""
-
-    def __init__(self, status: int, body: bytes) -> None:
-        class Handler(BaseHTTPRequestHandler):
-            def _answer(self) -> None:
-                self.rfile.read(int(self.headers.get("Content-Length") or 0))
-                self.send_response(status)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
-
-            do_GET = do_POST = _answer  # noqa: N815 - http.server's naming
-
-            def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - http.server's signature
-                return
-
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    def __init__(self, handler: type[BaseHTTPRequestHandler]) -> None:
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
         self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
 
     @property
@@ -103,6 +51,51 @@ class AnsweringServer:
         self._server.shutdown()
         self._server.server_close()
         self._thread.join(timeout=5)
+
+
+def _json_handler(answer: Callable[[], tuple[int, bytes]]) -> type[BaseHTTPRequestHandler]:
+    """A handler that reads any request's body and sends `answer()` as JSON."""
+
+    class Handler(BaseHTTPRequestHandler):
+        def _answer(self) -> None:
+            self.rfile.read(int(self.headers.get("Content-Length") or 0))
+            status, body = answer()
+            self.send_response(status)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        do_GET = do_POST = _answer  # noqa: N815 - http.server's naming
+
+        def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - http.server's signature
+            return
+
+    return Handler
+
+
+class KeySetServer(_LoopbackServer):
+    """Serves `document` as JSON at any path, on a loopback port; tests swap the document to rotate keys."""
+
+    def __init__(self, document: dict[str, Any]) -> None:
+        self.document = document
+        self.fetches = 0
+        super().__init__(_json_handler(self._serve))
+
+    def _serve(self) -> tuple[int, bytes]:
+        self.fetches += 1
+        return 200, json.dumps(self.document).encode()
+
+    @property
+    def url(self) -> str:
+        return f"{self.base}/v1/issuer/request-keys"
+
+
+class AnsweringServer(_LoopbackServer):
+    """A loopback server that answers every request with one status and body: a bank gone wrong."""
+
+    def __init__(self, status: int, body: bytes) -> None:
+        super().__init__(_json_handler(lambda: (status, body)))
 
 
 @pytest.fixture
