@@ -14,48 +14,49 @@ from litestar.openapi import OpenAPIConfig
 from litestar.openapi.plugins import ScalarRenderPlugin
 
 from ecard.bank import HttpBank
-from ecard.cards import CardholderAdminController, Cards, DeviceController, EnrolmentController
-from ecard.catalog import Catalog, CatalogAdminController, CatalogController
+from ecard.cards import Cards
+from ecard.cards.http import CardholderAdminController, DeviceController, EnrolmentController
+from ecard.catalog import Catalog
+from ecard.catalog.http import CatalogAdminController, CatalogController
 from ecard.clients import Authenticator, ClientDirectory
-from ecard.codes import CodeController, CodeIssuer, KeyRing
+from ecard.codes import CodeIssuer, KeyRing
+from ecard.codes.http import CodeController
 from ecard.config import Settings
-from ecard.depth import Depth, DepthController
-from ecard.federation import (
-    Federation,
-    FederationController,
-    FederationSettings,
-    IssuerRequestKey,
-    IssuerRequestKeyController,
-    PartnerAdminController,
-)
+from ecard.depth import Depth
+from ecard.depth.http import DepthController
+from ecard.federation import Federation, FederationSettings, IssuerRequestKey
+from ecard.federation.http import FederationController, IssuerRequestKeyController, PartnerAdminController
 from ecard.kit.clock import Clock, SystemClock
 from ecard.kit.crypto import Keys, load_master_key
+from ecard.kit.edge import provide
 from ecard.kit.infra import create_pool, create_redis
 from ecard.kit.peers import session as peer_session
 from ecard.kit.problems import (
-    Refusal,
     http_exception_handler,
     internal_error_handler,
     not_utf8_handler,
     refusal_handler,
     validation_handler,
 )
-from ecard.merchants import MerchantAdminController, Merchants, VenueController
-from ecard.operators import Operators, SessionController
-from ecard.ops import EchoController, OpsController, access_middleware, configure
-from ecard.payments import BillController, CallbackPolicy, Callbacks, Payments, Recovery, StatementController
-from ecard.portal import (
-    LoginController,
-    OAuthController,
-    PortalAdminController,
-    Portals,
-    Provider,
-    ProviderController,
-    SigningKeys,
-)
+from ecard.kit.refusal import Refusal
+from ecard.merchants import Merchants
+from ecard.merchants.http import MerchantAdminController, VenueController
+from ecard.operators import Operators
+from ecard.operators.http import SessionController
+from ecard.ops import configure
+from ecard.ops.http import EchoController, OpsController, access_middleware
+from ecard.payments import CallbackPolicy, Callbacks, Payments, Recovery
+from ecard.payments.http import BillController, StatementController
+from ecard.portal import Portals, Provider, SigningKeys
+from ecard.portal.http import LoginController, OAuthController, PortalAdminController, ProviderController
 from ecard.risk import RiskEvents
-from ecard.verify import VerificationController, VerifyDeps
-from ecard.yukuai import YukuaiLinkController, YukuaiLinks, YukuaiPlatform
+from ecard.verify import VerifyDeps
+from ecard.verify.http import VerificationController
+from ecard.yukuai import YukuaiLinks, YukuaiPlatform
+from ecard.yukuai.http import YukuaiLinkController
+
+# The collaborators routes are handed by name (see ecard.kit.edge.provide); each is built in the lifespan.
+COLLABORATORS = ("authenticator", "operator_sessions")
 
 
 def create_app(settings: Settings, clock: Clock | None = None) -> Litestar:
@@ -121,7 +122,9 @@ def create_app(settings: Settings, clock: Clock | None = None) -> Litestar:
         state.federation = federation
         state.yukuai = yukuai
         state.authenticator = Authenticator(directory, redis, settings.redis_prefix, clock, settings.signature_window_s)
-        state.operators = Operators(pool, redis, keys, clock, settings.redis_prefix, settings.session_ttl_s)
+        state.operators = state.operator_sessions = Operators(
+            pool, redis, keys, clock, settings.redis_prefix, settings.session_ttl_s
+        )
         state.code_issuer = CodeIssuer(ring, cards, keys, clock, settings.issuer_id, settings.code_ttl_s)
         portal_keys = SigningKeys(pool, keys, clock)
         await portal_keys.ensure_active()
@@ -219,6 +222,7 @@ def create_app(settings: Settings, clock: Clock | None = None) -> Litestar:
     return Litestar(
         route_handlers=handlers,
         lifespan=[lifespan],
+        dependencies={name: provide(name) for name in COLLABORATORS},
         middleware=[access_middleware],
         exception_handlers={
             Refusal: refusal_handler,

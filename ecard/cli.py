@@ -132,7 +132,7 @@ def cmd_migrate(_: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_operator_add(args: argparse.Namespace, settings: Settings) -> int:
-    from ecard.kit.problems import Refusal  # noqa: PLC0415
+    from ecard.kit.refusal import Refusal  # noqa: PLC0415
 
     async def run(live: Settings) -> dict[str, str]:
         from ecard.kit.clock import SystemClock  # noqa: PLC0415
@@ -162,7 +162,7 @@ def cmd_operator_add(args: argparse.Namespace, settings: Settings) -> int:
 
 def cmd_catalog_import(args: argparse.Namespace, settings: Settings) -> int:
     """Apply a catalog CSV as one new version, or, when any row is wrong, nothing: every bad line is printed."""
-    from ecard.kit.problems import Refusal  # noqa: PLC0415
+    from ecard.kit.refusal import Refusal  # noqa: PLC0415
 
     path = Path(args.file)
     try:
@@ -200,7 +200,7 @@ def cmd_catalog_import(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_keys(args: argparse.Namespace, settings: Settings) -> int:
-    from ecard.kit.problems import Refusal  # noqa: PLC0415
+    from ecard.kit.refusal import Refusal  # noqa: PLC0415
 
     async def run(live: Settings) -> object:
         from ecard.codes import KeyRing  # noqa: PLC0415
@@ -237,7 +237,7 @@ def cmd_partners(args: argparse.Namespace, settings: Settings) -> int:
     """The trust list: `list`, `add` (the partner's request key fetched from its base URL unless given), `refresh`."""
     import msgspec  # noqa: PLC0415
 
-    from ecard.kit.problems import Refusal  # noqa: PLC0415
+    from ecard.kit.refusal import Refusal  # noqa: PLC0415
 
     given_key = (
         json.loads(Path(args.public_key).read_text(encoding="utf-8")) if getattr(args, "public_key", None) else None
@@ -285,7 +285,7 @@ def cmd_partners(args: argparse.Namespace, settings: Settings) -> int:
 async def _partner_request_key(http: aiohttp.ClientSession, base_url: str, issuer: str) -> dict[str, str]:
     """The partner's request-signing key as it publishes it at /v1/issuer/request-keys."""
     from ecard.kit import peers  # noqa: PLC0415
-    from ecard.kit.problems import Refusal  # noqa: PLC0415
+    from ecard.kit.refusal import Refusal  # noqa: PLC0415
 
     try:
         answer = await peers.call(http, "GET", f"{base_url.rstrip('/')}/v1/issuer/request-keys", b"", {}, 5.0)
@@ -421,7 +421,7 @@ def cmd_portals(args: argparse.Namespace, settings: Settings) -> int:
     """Portals (OpenID Connect clients): `add`, `list`, and `rotate-key` for the id_token signing key."""
     import msgspec  # noqa: PLC0415
 
-    from ecard.kit.problems import Refusal  # noqa: PLC0415
+    from ecard.kit.refusal import Refusal  # noqa: PLC0415
 
     given = json.loads(Path(args.jwks).read_text(encoding="utf-8")) if getattr(args, "jwks", None) else {}
 

@@ -11,9 +11,8 @@ from typing import Any
 import httpx
 import pyotp
 from server import ecard_cli
-from signer import Actor, ed25519_actor, p256_actor
+from signer import Actor, ed25519_actor, id_number, p256_actor
 
-from ecard.kit.clientkey import made_up_id_number
 from ecard.kit.signing import sign_request
 
 ITEM = "wl-030"
@@ -90,7 +89,7 @@ def _channel(api: Api) -> Actor:
 
 
 def _device(api: Api, channel: Actor, rng: random.Random, index: int, region: str = "cq") -> Actor:
-    name, number = f"压测{index:04d}", made_up_id_number(rng)
+    name, number = f"压测{index:04d}", id_number(rng)
     serial = f"LOAD{rng.randrange(10**12):012d}"
     api.admin("/v1/admin/cardholders", {"name": name, "id_number": number, "region": region, "card_serial": serial})
     actor = p256_actor()

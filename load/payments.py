@@ -29,7 +29,7 @@ from stats import Meter, figures
 from wire import build_request
 
 from ecard.bank.embedded import running_standin
-from ecard.kit.passwords import hash_secret, verify_secret
+from ecard.kit.passwords import PINS
 from ecard.kit.signing import sign_request
 
 PAY_ITEM = "wl-043"
@@ -81,10 +81,10 @@ def say(text: str) -> None:
 
 def argon2_bound(seconds: float) -> dict[str, Any]:
     """PIN checks per second with nothing else running: Argon2id verifications of a right PIN through
-    `ecard.kit.passwords.verify_secret` (the service's own code and thread pool), kept busy for `seconds`."""
+    `ecard.kit.passwords.PINS` (the service's own code and PIN lane), kept busy for `seconds`."""
 
     async def measure() -> tuple[int, float]:
-        encoded = await hash_secret(PIN)
+        encoded = await PINS.hash(PIN)
         done = 0
         deadline = time.monotonic() + seconds
         workers = 2 * (os.cpu_count() or 1)
@@ -92,7 +92,7 @@ def argon2_bound(seconds: float) -> dict[str, Any]:
         async def checker() -> None:
             nonlocal done
             while time.monotonic() < deadline:
-                if not await verify_secret(encoded, PIN):
+                if not await PINS.verify(encoded, PIN):
                     raise RuntimeError("the PIN did not verify")
                 done += 1
 
@@ -116,11 +116,11 @@ def argon2_bound(seconds: float) -> dict[str, Any]:
 
 def _one_check_ms(loop: asyncio.AbstractEventLoop) -> float:
     """One PIN check alone, the median of five."""
-    encoded = loop.run_until_complete(hash_secret(PIN))
+    encoded = loop.run_until_complete(PINS.hash(PIN))
     times = []
     for _ in range(5):
         started = time.perf_counter()
-        loop.run_until_complete(verify_secret(encoded, PIN))
+        loop.run_until_complete(PINS.verify(encoded, PIN))
         times.append(time.perf_counter() - started)
     return round(1000 * sorted(times)[2], 1)
 

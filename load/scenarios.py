@@ -15,7 +15,7 @@ from prebuild import PNG, Factory, mint_codes
 from server import Server
 from stats import Meter, figures, latency_ms, rss_mb
 
-from ecard.codes import qr
+from ecard.kit import qr
 
 
 @dataclass(frozen=True)
@@ -174,7 +174,7 @@ def _memory_figures(samples: list[tuple[int, float]], total: Outcome) -> dict[st
 
 
 def qr_timing(codes: Sequence[str]) -> dict[str, float]:
-    """In-process `ecard.codes.qr.png(code)`, once per code after a short warm-up: wall time and CPU time."""
+    """In-process `ecard.kit.qr.png(code)`, once per code after a short warm-up: wall time and CPU time."""
     for code in codes[:50]:
         qr.png(code)
     wall, cpu = [], []

@@ -4,16 +4,22 @@ from __future__ import annotations
 
 import base64
 import os
+import sys
+from pathlib import Path
 
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519
 
-from ecard.kit.clientkey import ClientKey
 from ecard.kit.signing import parse_signature_params, sign_request, verify_signature
+
+# the tests' client keys are the load tool's too: one key type and one ID-number maker for both
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from tests.clientkey import ClientKey, made_up_id_number
 
 # load clients are clients like any other
 Actor = ClientKey
 ed25519_actor = ClientKey.ed25519
 p256_actor = ClientKey.p256
+id_number = made_up_id_number
 
 
 def new_nonce() -> str:

@@ -14,9 +14,9 @@ import httpx
 import pyotp
 from litestar import Litestar
 
-from ecard.kit.clientkey import ClientKey, made_up_id_number
 from ecard.kit.clock import MovableClock
 from ecard.kit.signing import sign_request
+from tests.clientkey import ClientKey, made_up_id_number
 
 # the tests' parties are clients like any other: one key type, one id-number maker for all tools
 Actor = ClientKey

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ecard.kit.clock import Clock, iso
-from ecard.kit.problems import Refusal
+from ecard.kit.refusal import Refusal
 
 LEDGER_FILE = "bank.sqlite3"
 SETTLEMENT = "bank:settlement"

@@ -25,7 +25,6 @@ from ecard.kit.clock import Clock, SystemClock
 from ecard.kit.ids import new_id
 from ecard.kit.jwk import PublicKey, parse_public_jwk
 from ecard.kit.problems import (
-    Refusal,
     http_exception_handler,
     internal_error_handler,
     not_utf8_handler,
@@ -33,6 +32,7 @@ from ecard.kit.problems import (
     refusal_handler,
     validation_handler,
 )
+from ecard.kit.refusal import Refusal
 
 SIGNATURE_WINDOW_S = 300
 # an unknown kid fetches the trust keys again, but not more often than this

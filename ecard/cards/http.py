@@ -21,10 +21,9 @@ from ecard.cards.models import (
     StatusChange,
 )
 from ecard.cards.service import Cards
-from ecard.clients import ClientKind, Principal
-from ecard.clients.http import SIGNED_PROBLEMS, signed_by
+from ecard.kit.edge import SIGNED_PROBLEMS, operator_session, signed_by
+from ecard.kit.principal import ClientKind, Principal
 from ecard.kit.problems import problems
-from ecard.operators import operator_session
 
 ADMIN = {"operator": operator_session}
 

@@ -18,14 +18,15 @@ from ecard.cards.models import (
     normalise_id_number,
     valid_id_number,
 )
-from ecard.clients import ClientDirectory, ClientKind, Principal
+from ecard.clients import ClientDirectory
 from ecard.kit import audit
 from ecard.kit.clock import iso
 from ecard.kit.crypto import Keys, constant_time_equal
 from ecard.kit.ids import new_id
 from ecard.kit.jwk import parse_public_jwk
-from ecard.kit.passwords import hash_secret
-from ecard.kit.problems import Refusal
+from ecard.kit.passwords import PINS
+from ecard.kit.principal import ClientKind, Principal
+from ecard.kit.refusal import Refusal
 
 REGIONS = {"cq", "sc", "gz", "xz", "yn"}
 TRANSITIONS = {
@@ -160,7 +161,7 @@ class Cards:
             raise Refusal("invalid_request", "pin must be 6 digits", extra={"fields": ["pin"]})
         if len(set(pin)) == 1 or pin in "0123456789" or pin in "9876543210":
             raise Refusal("invalid_request", "pin is too easy to guess", extra={"fields": ["pin"]})
-        await store.set_pin(self._pool, device_id, await hash_secret(pin))
+        await store.set_pin(self._pool, device_id, await PINS.hash(pin))
 
     async def report_lost(self, device: Principal, card_id: str) -> str:
         self._own_card(device, card_id)

@@ -1,7 +1,6 @@
 """The catalog of card uses (应用事项清单)."""
 
-from ecard.catalog.http import CatalogAdminController, CatalogController
 from ecard.catalog.models import Item
 from ecard.catalog.service import Catalog, Imported
 
-__all__ = ["Catalog", "CatalogAdminController", "CatalogController", "Imported", "Item"]
+__all__ = ["Catalog", "Imported", "Item"]

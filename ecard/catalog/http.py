@@ -16,8 +16,8 @@ from litestar.status_codes import HTTP_200_OK, HTTP_201_CREATED, HTTP_304_NOT_MO
 from ecard.catalog.models import CardMode, Function, Item, ItemFields, ItemList, SavedItem, VersionList
 from ecard.catalog.service import Catalog
 from ecard.kit.clock import to_datetime
+from ecard.kit.edge import operator_session
 from ecard.kit.problems import problems
-from ecard.operators import operator_session
 
 
 def _catalog(request: Request[Any, Any, Any]) -> Catalog:

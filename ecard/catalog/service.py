@@ -28,7 +28,7 @@ from ecard.catalog.seed import COLUMN_OF, CsvProblem, new_item_defaults, parse_c
 from ecard.kit import audit
 from ecard.kit.clock import Clock, SystemClock, to_datetime
 from ecard.kit.infra import Conn
-from ecard.kit.problems import Refusal
+from ecard.kit.refusal import Refusal
 
 REFRESH_S = 1.0
 ITEM_CODE = re.compile(r"[A-Za-z0-9][A-Za-z0-9-]{0,31}")

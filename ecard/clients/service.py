@@ -9,14 +9,15 @@ import asyncpg
 import redis.asyncio as aioredis
 
 from ecard.clients import store
-from ecard.clients.models import Client, ClientKind, NonceClaim, Principal
+from ecard.clients.models import Client
 from ecard.kit import signing
 from ecard.kit.clock import Clock
 from ecard.kit.crypto import b64u
 from ecard.kit.ids import new_id
 from ecard.kit.infra import Conn
 from ecard.kit.jwk import parse_public_jwk, thumbprint
-from ecard.kit.problems import Refusal
+from ecard.kit.principal import ClientKind, NonceClaim, Principal
+from ecard.kit.refusal import Refusal
 
 # A disabled key stops working at once on the worker that disabled it and within this
 # many seconds on the others; key lookups stay off PostgreSQL on the hot path meanwhile.

@@ -1,18 +1,7 @@
 """Signed dynamic codes and the issuer keys behind them."""
 
-from ecard.codes.http import CodeController
 from ecard.codes.keys import IssuerKey, KeyRing, kid_of
 from ecard.codes.service import CodeIssuer
 from ecard.codes.token import PREFIX, Token, check_signature, decode
 
-__all__ = [
-    "PREFIX",
-    "CodeController",
-    "CodeIssuer",
-    "IssuerKey",
-    "KeyRing",
-    "Token",
-    "check_signature",
-    "decode",
-    "kid_of",
-]
+__all__ = ["PREFIX", "CodeIssuer", "IssuerKey", "KeyRing", "Token", "check_signature", "decode", "kid_of"]

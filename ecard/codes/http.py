@@ -9,14 +9,15 @@ import msgspec
 from litestar import Controller, MediaType, Request, Response, get, post
 from litestar.di import NamedDependency
 
-from ecard.clients import ClientKind, Principal
-from ecard.clients.http import SIGNED_PROBLEMS, signed_by
-from ecard.codes import qr
 from ecard.codes.keys import KeyRing
 from ecard.codes.service import CodeIssuer
+from ecard.kit import qr
 from ecard.kit.clock import iso
-from ecard.kit.problems import Refusal, problems
-from ecard.ops.metrics import CODES_ISSUED
+from ecard.kit.edge import SIGNED_PROBLEMS, signed_by
+from ecard.kit.metrics import CODES_ISSUED
+from ecard.kit.principal import ClientKind, Principal
+from ecard.kit.problems import problems
+from ecard.kit.refusal import Refusal
 
 
 class CodeAnswer(msgspec.Struct):

@@ -12,13 +12,13 @@ import redis.asyncio as aioredis
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ed25519
 
-from ecard.clients import NonceClaim
 from ecard.codes import store
 from ecard.config import Settings
 from ecard.kit.clock import Clock, iso, to_datetime
 from ecard.kit.crypto import Keys, b64u, b64u_decode
 from ecard.kit.infra import Conn
-from ecard.kit.problems import Refusal
+from ecard.kit.principal import NonceClaim
+from ecard.kit.refusal import Refusal
 
 _KEY_LOCK = 0x6B657973
 REFRESH_S = 5.0

@@ -6,12 +6,12 @@ import os
 from dataclasses import dataclass
 
 from ecard.cards import Cards
-from ecard.clients import Principal
 from ecard.codes import token
 from ecard.codes.keys import KeyRing
 from ecard.kit.clock import Clock
 from ecard.kit.crypto import Keys
 from ecard.kit.ids import id_to_bytes
+from ecard.kit.principal import Principal
 
 
 @dataclass(frozen=True)

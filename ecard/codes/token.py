@@ -14,7 +14,7 @@ import cbor2
 from cryptography.hazmat.primitives.asymmetric import ed25519
 
 from ecard.kit import ed25519 as ed25519_fast
-from ecard.kit.problems import Refusal
+from ecard.kit.refusal import Refusal
 
 PREFIX = "EC1:"
 MAX_CODE_CHARS = 1024

@@ -15,8 +15,8 @@ from litestar.params import FromPath, JSONBody, QueryParameter
 
 from ecard.depth.models import Beneficiaries, DepthReport, Payouts, SceneAnswer, SceneCount
 from ecard.depth.service import Depth
+from ecard.kit.edge import operator_session
 from ecard.kit.problems import problems
-from ecard.operators import operator_session
 
 CSV = "text/csv"
 JSON = "application/json"

@@ -13,7 +13,7 @@ from ecard.depth import store
 from ecard.depth.models import Counts, DepthReport, ItemDepth, Payouts, SceneAnswer
 from ecard.kit import audit
 from ecard.kit.clock import Clock, to_datetime
-from ecard.kit.problems import Refusal
+from ecard.kit.refusal import Refusal
 
 # A scene accepts the card when one of its venues had an accepted verification in this many days up to the report date.
 WINDOW_DAYS = 30

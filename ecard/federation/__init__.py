@@ -1,15 +1,6 @@
 """Federation (互通互认): partner issuers, their keys, and verification across issuers."""
 
-from ecard.federation.http import FederationController, IssuerRequestKeyController, PartnerAdminController
 from ecard.federation.requestkey import IssuerRequestKey
 from ecard.federation.service import Breaker, Federation, FederationSettings
 
-__all__ = [
-    "Breaker",
-    "Federation",
-    "FederationController",
-    "FederationSettings",
-    "IssuerRequestKey",
-    "IssuerRequestKeyController",
-    "PartnerAdminController",
-]
+__all__ = ["Breaker", "Federation", "FederationSettings", "IssuerRequestKey"]

@@ -8,14 +8,21 @@ from litestar import Controller, Request, get, post
 from litestar.di import NamedDependency
 from litestar.params import FromPath, JSONBody
 
-from ecard.clients import ClientKind, Principal
-from ecard.clients.http import SIGNED_PROBLEMS, signed_by
 from ecard.federation.models import FederatedVerificationRequest, NewPartner, PartnerAnswer, PartnerList
 from ecard.federation.service import Federation
-from ecard.kit.problems import Refusal, problems
-from ecard.operators import operator_session
-from ecard.verify import REFUSALS, Venue, VerifyDeps, accepted, check_place, verify_for_partner
-from ecard.verify.models import VerificationAnswer
+from ecard.kit.edge import SIGNED_PROBLEMS, operator_session, signed_by
+from ecard.kit.principal import ClientKind, Principal
+from ecard.kit.problems import problems
+from ecard.kit.refusal import Refusal
+from ecard.verify import (
+    REFUSALS,
+    Venue,
+    VerificationAnswer,
+    VerifyDeps,
+    accepted,
+    check_place,
+    verify_for_partner,
+)
 
 
 def _federation(request: Request[Any, Any, Any]) -> Federation:

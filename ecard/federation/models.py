@@ -6,7 +6,7 @@ from typing import Annotated, Any
 
 import msgspec
 
-from ecard.verify.models import ShortText, TerminalId, Text
+from ecard.verify import ShortText, TerminalId, Text
 
 Issuer = Annotated[str, msgspec.Meta(pattern=r"^[a-z][a-z0-9-]{0,15}$")]
 Name = Annotated[str, msgspec.Meta(min_length=1, max_length=128)]

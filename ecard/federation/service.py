@@ -16,7 +16,7 @@ import asyncpg
 from cryptography.hazmat.primitives.asymmetric import ed25519
 
 from ecard.catalog import Item
-from ecard.clients import ClientDirectory, ClientKind
+from ecard.clients import ClientDirectory
 from ecard.codes import Token, check_signature
 from ecard.federation import store
 from ecard.federation.models import PartnerAnswer
@@ -26,8 +26,9 @@ from ecard.kit.clock import Clock, iso, to_datetime
 from ecard.kit.crypto import b64u, b64u_decode
 from ecard.kit.ids import new_id
 from ecard.kit.jwk import parse_public_jwk, thumbprint
-from ecard.kit.problems import Refusal
-from ecard.ops.metrics import PARTNER_CALLS, PARTNER_SECONDS
+from ecard.kit.metrics import PARTNER_CALLS, PARTNER_SECONDS
+from ecard.kit.principal import ClientKind
+from ecard.kit.refusal import Refusal
 from ecard.verify import REFUSALS, Venue, Verification
 
 log = logging.getLogger("ecard.federation")

@@ -20,7 +20,7 @@ from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
 
 from ecard.kit import ed25519 as ed25519_fast
 from ecard.kit.jwk import ALG_ED25519, ALG_P256, PrivateKey, PublicKey
-from ecard.kit.problems import Refusal
+from ecard.kit.refusal import Refusal
 
 BASE_COMPONENTS = ("@method", "@path", "@query")
 BODY_COMPONENTS = (*BASE_COMPONENTS, "content-digest")

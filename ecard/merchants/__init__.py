@@ -1,6 +1,5 @@
 """Merchants, their functions and entitlements, their terminals and places, and channels."""
 
-from ecard.merchants.http import MerchantAdminController, VenueController
 from ecard.merchants.service import Merchant, Merchants, Terminal
 
-__all__ = ["Merchant", "MerchantAdminController", "Merchants", "Terminal", "VenueController"]
+__all__ = ["Merchant", "Merchants", "Terminal"]

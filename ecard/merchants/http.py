@@ -10,7 +10,9 @@ from litestar.di import NamedDependency
 from litestar.params import FromPath, FromQuery, JSONBody
 
 from ecard.kit.clock import to_datetime
-from ecard.kit.problems import Refusal, problems
+from ecard.kit.edge import operator_session
+from ecard.kit.problems import problems
+from ecard.kit.refusal import Refusal
 from ecard.merchants.models import (
     ChannelAnswer,
     ClientStatus,
@@ -24,7 +26,6 @@ from ecard.merchants.models import (
     VenueList,
 )
 from ecard.merchants.service import Merchants
-from ecard.operators import operator_session
 
 # what a query value may be before it reaches SQL: PostgreSQL text cannot hold U+0000
 _QUERY_VALUE = re.compile(r"[^\x00-\x1f\x7f]{1,64}")

@@ -11,11 +11,12 @@ from typing import Any
 import asyncpg
 
 from ecard.catalog import Catalog
-from ecard.clients import ClientDirectory, ClientKind
+from ecard.clients import ClientDirectory
 from ecard.kit import audit
 from ecard.kit.ids import new_id
 from ecard.kit.jwk import parse_public_jwk
-from ecard.kit.problems import Refusal
+from ecard.kit.principal import ClientKind
+from ecard.kit.refusal import Refusal
 from ecard.merchants import store
 from ecard.merchants.models import ChannelAnswer, MerchantAnswer, Place, TerminalAnswer, TerminalStatus, Venue
 

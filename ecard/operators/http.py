@@ -5,24 +5,11 @@ from __future__ import annotations
 from typing import Any
 
 from litestar import Controller, Request, post
-from litestar.di import Provide
 from litestar.params import JSONBody
 
-from ecard.kit.problems import Refusal, problems
+from ecard.kit.problems import problems
 from ecard.operators.models import SessionAnswer, SessionRequest
 from ecard.operators.service import Operators
-
-
-async def _operator(request: Request[Any, Any, Any]) -> str:
-    header = request.headers.get("authorization", "")
-    scheme, _, token = header.partition(" ")
-    if scheme.lower() != "bearer" or not token.strip():
-        raise Refusal("unauthorized", "a valid operator session (Authorization: Bearer) is required")
-    operators: Operators = request.app.state.operators
-    return await operators.operator_for(token.strip())
-
-
-operator_session = Provide(_operator)
 
 
 class SessionController(Controller):

@@ -13,8 +13,8 @@ import redis.asyncio as aioredis
 from ecard.kit.clock import Clock, iso, to_datetime
 from ecard.kit.crypto import Keys
 from ecard.kit.ids import new_id, random_token
-from ecard.kit.passwords import hash_secret, verify_secret
-from ecard.kit.problems import Refusal
+from ecard.kit.passwords import LOGINS
+from ecard.kit.refusal import Refusal
 from ecard.operators import store
 
 MAX_FAILURES = 5
@@ -58,7 +58,7 @@ class Operators:
             self._pool,
             operator_id,
             username,
-            await hash_secret(password),
+            await LOGINS.hash(password),
             self._keys.wrap_secret(totp_secret.encode(), f"totp:{operator_id}"),
         )
         if not created:
@@ -71,7 +71,7 @@ class Operators:
         now = self._clock.now()
         if row is not None and row["locked_until"] is not None and row["locked_until"].timestamp() > now:
             raise Refusal("operator_locked", "too many failed logins; the account is locked for 15 minutes")
-        password_ok = await verify_secret(row["password_hash"] if row else None, password)
+        password_ok = await LOGINS.verify(row["password_hash"] if row else None, password)
         totp_ok = False
         if row is not None:
             secret = self._keys.unwrap_secret(bytes(row["totp_secret"]), f"totp:{row['operator_id']}").decode()

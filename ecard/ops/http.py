@@ -1,14 +1,19 @@
-"""Liveness, readiness, metrics, and the bare echo the load tool measures against."""
+"""Liveness, readiness, metrics, the access middleware, and the bare echo the load tool measures against."""
 
 from __future__ import annotations
 
+import logging
+import time
 from typing import Any
 
 from litestar import Controller, MediaType, Request, Response, get, post
+from litestar.enums import ScopeType
 from litestar.params import JSONBody
+from litestar.types import ASGIApp, Message, Receive, Scope, Send
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from ecard.ops.metrics import REGISTRY
+from ecard.kit.metrics import REGISTRY, REQUEST_SECONDS
+from ecard.kit.problems import PROBLEM_CODE_STATE
 
 
 class OpsController(Controller):
@@ -46,3 +51,49 @@ class EchoController(Controller):
     @post("/_load/echo", status_code=200)
     async def echo(self, data: JSONBody[dict[str, Any]]) -> dict[str, Any]:
         return data
+
+
+_access = logging.getLogger("ecard.access")
+
+
+def access_middleware(app: ASGIApp) -> ASGIApp:
+    """Latency histogram by route template, and one log line per refused or failed request."""
+
+    async def middleware(scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != ScopeType.HTTP:
+            await app(scope, receive, send)
+            return
+        method = str(scope.get("method", ""))
+        started = time.perf_counter()
+        status = 500
+
+        async def sending(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        try:
+            await app(scope, receive, sending)
+        finally:
+            elapsed = time.perf_counter() - started
+            handler = scope.get("route_handler")
+            route = (
+                scope.get("path_template") or (handler.paths and next(iter(handler.paths))) if handler else "unmatched"
+            )
+            REQUEST_SECONDS.labels(route=str(route), method=method, status=str(status)).observe(elapsed)
+            if status >= 400:
+                state = scope.get("state") or {}
+                _access.info(
+                    "request refused" if status < 500 else "request failed",
+                    extra={
+                        "route": str(route),
+                        "method": method,
+                        "status": status,
+                        "ms": round(elapsed * 1000, 2),
+                        # the stable problem code, which says why without quoting the request
+                        "code": str(state.get(PROBLEM_CODE_STATE, "")),
+                    },
+                )
+
+    return middleware

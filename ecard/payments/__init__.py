@@ -1,20 +1,8 @@
 """Payment pull-ups (协约商户 拉起账单): bills, PIN payments, the ledger, recovery, callbacks, refunds, statements."""
 
-from ecard.payments.http import BillController, StatementController
 from ecard.payments.ledger import Reconciliation, check, reconcile
 from ecard.payments.outbox import CallbackPolicy, Callbacks
 from ecard.payments.recovery import Recovered, Recovery
 from ecard.payments.service import Payments
 
-__all__ = [
-    "BillController",
-    "CallbackPolicy",
-    "Callbacks",
-    "Payments",
-    "Reconciliation",
-    "Recovered",
-    "Recovery",
-    "StatementController",
-    "check",
-    "reconcile",
-]
+__all__ = ["CallbackPolicy", "Callbacks", "Payments", "Reconciliation", "Recovered", "Recovery", "check", "reconcile"]

@@ -11,10 +11,11 @@ from litestar import Controller, MediaType, Request, Response, get, post
 from litestar.di import NamedDependency
 from litestar.params import FromPath, FromQuery, JSONBody
 
-from ecard.clients import ClientKind, Principal
-from ecard.clients.http import SIGNED_PROBLEMS, signed_by
-from ecard.codes import qr
-from ecard.kit.problems import Refusal, problems
+from ecard.kit import qr
+from ecard.kit.edge import SIGNED_PROBLEMS, signed_by
+from ecard.kit.principal import ClientKind, Principal
+from ecard.kit.problems import problems
+from ecard.kit.refusal import Refusal
 from ecard.payments.models import (
     BillAnswer,
     BillView,

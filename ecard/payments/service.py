@@ -19,13 +19,13 @@ from redis.exceptions import LockError
 from ecard.bank import BankAdapter, BankError, InsufficientFunds
 from ecard.cards import Cards
 from ecard.catalog import Catalog
-from ecard.clients import Principal
 from ecard.kit import audit
 from ecard.kit.clock import Clock, iso, to_datetime
 from ecard.kit.ids import new_id
 from ecard.kit.infra import Conn
-from ecard.kit.passwords import verify_secret
-from ecard.kit.problems import Refusal
+from ecard.kit.passwords import PINS
+from ecard.kit.principal import Principal
+from ecard.kit.refusal import Refusal
 from ecard.merchants import Merchants
 from ecard.payments import ledger, outbox, store
 from ecard.payments.ledger import PAYMENT_PREFIX, REFUND_PREFIX, day_bounds
@@ -319,7 +319,7 @@ class Payments:
         failures, locked_until = await store.pin_guard(self._pool, card_id)
         if locked_until is not None and locked_until.timestamp() > now:
             return "payment.pin_refused_locked", failures
-        if await verify_secret(pin_hash, pin):
+        if await PINS.verify(pin_hash, pin):
             await store.set_pin_guard(self._pool, card_id, 0, None)
             return "payment.pin_correct", 0
         failures = 1 if locked_until is not None else failures + 1

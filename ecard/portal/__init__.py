@@ -1,17 +1,7 @@
 """Portal login: an OpenID Connect provider for 警快办 and other government portals."""
 
-from ecard.portal.http import LoginController, OAuthController, PortalAdminController, ProviderController
 from ecard.portal.keys import SigningKeys
 from ecard.portal.models import NewPortal
 from ecard.portal.service import Portals, Provider
 
-__all__ = [
-    "LoginController",
-    "NewPortal",
-    "OAuthController",
-    "PortalAdminController",
-    "Portals",
-    "Provider",
-    "ProviderController",
-    "SigningKeys",
-]
+__all__ = ["NewPortal", "Portals", "Provider", "SigningKeys"]

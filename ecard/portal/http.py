@@ -11,10 +11,10 @@ from litestar.di import NamedDependency
 from litestar.openapi.datastructures import ResponseSpec
 from litestar.params import FromPath, FromQuery, JSONBody
 
-from ecard.clients import ClientKind, Principal
-from ecard.clients.http import SIGNED_PROBLEMS, signed_by
-from ecard.kit.problems import PROBLEM_CODE_STATE, STATUS_OF, Refusal, problems
-from ecard.operators import operator_session
+from ecard.kit.edge import SIGNED_PROBLEMS, operator_session, signed_by
+from ecard.kit.principal import ClientKind, Principal
+from ecard.kit.problems import PROBLEM_CODE_STATE, problems
+from ecard.kit.refusal import STATUS_OF, Refusal
 from ecard.portal.models import (
     Approval,
     LoginHistory,

@@ -6,7 +6,7 @@ import base64
 import html
 import secrets
 
-from ecard.codes.qr import png
+from ecard.kit.qr import png
 
 # Nothing loads from elsewhere; the one script and style run by nonce; the page may only call its own origin.
 CSP = (

@@ -18,12 +18,12 @@ from joserfc.errors import JoseError
 from joserfc.jwk import ECKey, KeySet
 
 from ecard.catalog import Catalog
-from ecard.clients import ClientKind, Principal
 from ecard.kit import audit
 from ecard.kit.clock import Clock, iso, to_datetime
 from ecard.kit.crypto import Keys, b64u
 from ecard.kit.ids import new_id, random_token
-from ecard.kit.problems import Refusal
+from ecard.kit.principal import ClientKind, Principal
+from ecard.kit.refusal import Refusal
 from ecard.portal import store
 from ecard.portal.keys import ALG, SigningKeys
 from ecard.portal.models import (

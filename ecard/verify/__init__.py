@@ -1,15 +1,28 @@
 """Verification of dynamic codes at merchants and terminals, ours and partner issuers'."""
 
-from ecard.verify.http import REFUSALS, VerificationController, accepted, check_place
-from ecard.verify.service import Forwarder, LinkedCodes, Venue, Verification, VerifyDeps, verify_for_partner
+from ecard.verify.models import (
+    REFUSALS,
+    ShortText,
+    TerminalId,
+    Text,
+    Venue,
+    Verification,
+    VerificationAnswer,
+    accepted,
+    check_place,
+)
+from ecard.verify.service import Forwarder, LinkedCodes, VerifyDeps, verify_for_partner
 
 __all__ = [
     "REFUSALS",
     "Forwarder",
     "LinkedCodes",
+    "ShortText",
+    "TerminalId",
+    "Text",
     "Venue",
     "Verification",
-    "VerificationController",
+    "VerificationAnswer",
     "VerifyDeps",
     "accepted",
     "check_place",

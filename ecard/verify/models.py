@@ -2,9 +2,57 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Annotated, Any
 
 import msgspec
+
+from ecard.kit.clock import iso
+from ecard.kit.refusal import Refusal
+
+REFUSALS = (
+    "malformed_code",
+    "unknown_issuer",
+    "unknown_key",
+    "key_revoked",
+    "bad_signature",
+    "code_expired",
+    "code_not_yet_valid",
+    "code_already_used",
+    "card_suspended",
+    "card_cancelled",
+    "item_unknown",
+    "card_mode_not_accepted",
+    "merchant_not_entitled",
+    "item_not_in_joint_list",
+    "card_not_linked",
+    "forbidden",
+    "issuer_unavailable",
+    "database_unavailable",
+    "cache_unavailable",
+)
+
+
+@dataclass(frozen=True)
+class Verification:
+    verification_id: str
+    item_code: str
+    verified_at: float
+    card: dict[str, str]
+
+
+@dataclass(frozen=True)
+class Venue:
+    """Who checks the code: one of our merchants (or its terminal), or a partner issuer's merchant."""
+
+    merchant_id: str
+    merchant_name: str
+    region: str
+    terminal_id: str | None
+    place: dict[str, Any] | None
+    # the partner issuer whose merchant this is; None for our own
+    via_issuer: str | None = None
+
 
 Text = Annotated[str, msgspec.Meta(min_length=1, max_length=2048)]
 ShortText = Annotated[str, msgspec.Meta(min_length=1, max_length=64)]
@@ -41,3 +89,19 @@ def storable(value: Any) -> bool:
         elif isinstance(item, list):
             pending.extend(item)
     return True
+
+
+def accepted(result: Verification) -> VerificationAnswer:
+    """The answer of an accepted verification, the same wherever it was decided."""
+    return VerificationAnswer(
+        result="accepted",
+        verification_id=result.verification_id,
+        item_code=result.item_code,
+        verified_at=iso(result.verified_at),
+        card=result.card,
+    )
+
+
+def check_place(place: dict[str, Any] | None) -> None:
+    if place is not None and not storable(place):
+        raise Refusal("invalid_request", "place must not contain U+0000", extra={"fields": ["place"]})

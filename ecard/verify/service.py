@@ -11,36 +11,16 @@ import redis.asyncio as aioredis
 
 from ecard.cards import mask_name
 from ecard.catalog import Catalog, Item
-from ecard.clients import ClientKind, NonceClaim, Principal
 from ecard.codes import KeyRing, Token, check_signature, decode
 from ecard.kit.clock import Clock, to_datetime
 from ecard.kit.crypto import Keys, SealError
 from ecard.kit.ids import id_from_bytes, id_to_bytes, new_id
-from ecard.kit.problems import Refusal
+from ecard.kit.principal import ClientKind, NonceClaim, Principal
+from ecard.kit.refusal import Refusal
 from ecard.merchants import Merchant, Merchants
 from ecard.risk import RiskEvents
 from ecard.verify import store
-
-
-@dataclass(frozen=True)
-class Verification:
-    verification_id: str
-    item_code: str
-    verified_at: float
-    card: dict[str, str]
-
-
-@dataclass(frozen=True)
-class Venue:
-    """Who checks the code: one of our merchants (or its terminal), or a partner issuer's merchant."""
-
-    merchant_id: str
-    merchant_name: str
-    region: str
-    terminal_id: str | None
-    place: dict[str, Any] | None
-    # the partner issuer whose merchant this is; None for our own
-    via_issuer: str | None = None
+from ecard.verify.models import Venue, Verification
 
 
 class Forwarder(Protocol):

@@ -9,7 +9,7 @@ from typing import Any
 import asyncpg
 import redis.asyncio as aioredis
 
-from ecard.clients import NonceClaim
+from ecard.kit.principal import NonceClaim
 
 # The card's status is read in the same statement that records the verification, so a
 # status change committed before it is always seen, on every worker.

@@ -1,7 +1,6 @@
 """The 渝快码 (Yukuai code): consented links to 渝快办 accounts, and the adapter to the platform."""
 
 from ecard.yukuai.adapter import YukuaiPlatform
-from ecard.yukuai.http import YukuaiLinkController
 from ecard.yukuai.service import YukuaiLinks
 
-__all__ = ["YukuaiLinkController", "YukuaiLinks", "YukuaiPlatform"]
+__all__ = ["YukuaiLinks", "YukuaiPlatform"]

@@ -10,7 +10,7 @@ from typing import Any, Protocol
 import aiohttp
 
 from ecard.kit import peers
-from ecard.kit.problems import Refusal
+from ecard.kit.refusal import Refusal
 
 log = logging.getLogger("ecard.yukuai")
 

@@ -8,9 +8,10 @@ from litestar import Controller, Request, delete, put
 from litestar.di import NamedDependency
 from litestar.params import FromPath, JSONBody
 
-from ecard.clients import ClientKind, Principal
-from ecard.clients.http import SIGNED_PROBLEMS, signed_by
-from ecard.kit.problems import Refusal, problems
+from ecard.kit.edge import SIGNED_PROBLEMS, signed_by
+from ecard.kit.principal import ClientKind, Principal
+from ecard.kit.problems import problems
+from ecard.kit.refusal import Refusal
 from ecard.yukuai.models import LinkAnswer, LinkRequest
 from ecard.yukuai.service import YukuaiLinks
 

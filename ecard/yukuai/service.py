@@ -6,11 +6,11 @@ from typing import Any
 
 import asyncpg
 
-from ecard.clients import Principal
 from ecard.kit import audit
 from ecard.kit.clock import Clock, iso, to_datetime
 from ecard.kit.ids import new_id
-from ecard.kit.problems import Refusal
+from ecard.kit.principal import Principal
+from ecard.kit.refusal import Refusal
 from ecard.yukuai import store
 from ecard.yukuai.adapter import YukuaiPlatform
 from ecard.yukuai.models import LinkAnswer

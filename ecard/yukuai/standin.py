@@ -21,7 +21,8 @@ from litestar import Litestar, Request, get, post
 from ecard.kit import signing
 from ecard.kit.crypto import b64u_decode
 from ecard.kit.jwk import ALG_ED25519, public_jwk, thumbprint
-from ecard.kit.problems import Refusal, refusal_handler
+from ecard.kit.problems import refusal_handler
+from ecard.kit.refusal import Refusal
 
 AccountId = Annotated[str, msgspec.Meta(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.:-]+$")]
 SIGNATURE_WINDOW_S = 300

@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 from ecard.bank.embedded import running_standin
 from ecard.bank.ledger import Ledger
 from ecard.kit.clock import SystemClock
-from ecard.kit.problems import Refusal
+from ecard.kit.refusal import Refusal
 
 
 @pytest.fixture

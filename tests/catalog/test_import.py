@@ -11,7 +11,7 @@ import pytest
 
 from ecard.catalog import Catalog
 from ecard.catalog.seed import CATALOG_CSV
-from ecard.kit.problems import Refusal
+from ecard.kit.refusal import Refusal
 from tests.catalog.support import versions
 from tests.support import World, ecard_cli
 

@@ -22,7 +22,7 @@ from http_message_signatures.resolvers import MappingKeyResolver
 from http_message_signatures.structures import CaseInsensitiveDict
 
 from ecard.kit.jwk import ALG_ED25519, ALG_P256, PrivateKey
-from ecard.kit.problems import Refusal
+from ecard.kit.refusal import Refusal
 from ecard.kit.signing import parse_signature_params, sign_request, verify_signature
 from tests.support import Actor, World, ed25519_actor, id_number, p256_actor, problem
 

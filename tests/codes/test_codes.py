@@ -20,7 +20,7 @@ from PIL import Image, ImageDraw
 
 from ecard.codes import token
 from ecard.kit.ids import id_to_bytes
-from ecard.kit.problems import Refusal
+from ecard.kit.refusal import Refusal
 from ecard.kit.signing import sign_request
 from tests.support import World, p256_actor, problem
 

@@ -6,7 +6,7 @@ import asyncio
 
 import pytest
 
-from ecard.kit.problems import Refusal
+from ecard.kit.refusal import Refusal
 from ecard.payments import CallbackPolicy, Callbacks
 from tests.payments.conftest import MerchantServer, Shop, check_signed_by_issuer, until
 from tests.support import World

@@ -1,4 +1,4 @@
-"""A machine client's own key pair and the key id the service gave it: what our tools and tests sign with."""
+"""A machine client's own key pair and the key id the service gave it: what the tests and the load tool sign with."""
 
 from __future__ import annotations
 
@@ -36,7 +36,7 @@ class ClientKey:
 
 def made_up_id_number(rng: random.Random | None = None) -> str:
     """A resident ID number that passes the check-digit test but belongs to nobody: for demos, tests and load."""
-    from ecard.cards.models import check_digit  # noqa: PLC0415 - kit must not import a room at module level
+    from ecard.cards.models import check_digit  # noqa: PLC0415
 
     rng = rng or random.Random()
     body = f"500101{rng.randint(1950, 2005)}{rng.randint(1, 12):02d}{rng.randint(1, 28):02d}{rng.randint(0, 999):03d}"
