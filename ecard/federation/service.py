@@ -7,7 +7,7 @@ import contextlib
 import json
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -93,6 +93,13 @@ def _partner(row: dict[str, Any]) -> Partner:
 
 
 @dataclass
+class Outcome:
+    """What one call to a partner showed: it answers (True), it does not (False), or nothing yet (None)."""
+
+    ok: bool | None = None
+
+
+@dataclass
 class Breaker:
     """Per partner and worker: after `threshold` failures in a row, refuse at once for `cooldown_s`, then try one."""
 
@@ -120,6 +127,23 @@ class Breaker:
         self.probing = False
         if self.failures >= self.threshold:
             self.open_until = self.now() + self.cooldown_s
+
+    @contextlib.contextmanager
+    def call(self) -> Iterator[Outcome]:
+        """One allowed call: its outcome is recorded however the call ends.
+
+        A call that ends with no outcome (cancelled because the terminal hung up, or our own error) frees the
+        trial slot without counting against the partner; otherwise a cancelled trial would hold it forever."""
+        outcome = Outcome()
+        try:
+            yield outcome
+        finally:
+            if outcome.ok is True:
+                self.succeeded()
+            elif outcome.ok is False:
+                self.failed()
+            else:
+                self.probing = False
 
 
 @dataclass(frozen=True)
@@ -317,27 +341,28 @@ class Federation:
         url = f"{partner.base_url}{path}"
         raw = json.dumps(body, ensure_ascii=False).encode()
         headers = {"Content-Type": "application/json", **self._request_key.sign("POST", url, raw)}
-        started = time.perf_counter()
-        try:
-            answer = await peers.call(self._http, "POST", url, raw, headers, self._settings.timeout_s)
-        except peers.PeerUnreachableError as exc:
-            breaker.failed()
+        with breaker.call() as outcome:
+            started = time.perf_counter()
+            try:
+                answer = await peers.call(self._http, "POST", url, raw, headers, self._settings.timeout_s)
+            except peers.PeerUnreachableError as exc:
+                outcome.ok = False
+                PARTNER_CALLS.labels(issuer=partner.issuer, outcome="unavailable").inc()
+                log.warning("partner unreachable", extra={"issuer": partner.issuer, "why": str(exc)})
+                raise Refusal("issuer_unavailable", f"issuer {partner.issuer} could not be reached") from exc
+            finally:
+                PARTNER_SECONDS.labels(issuer=partner.issuer).observe(time.perf_counter() - started)
+            payload = answer.body
+            if answer.status == 200 and isinstance(payload, dict) and payload.get("result") == "accepted":
+                outcome.ok = True
+                PARTNER_CALLS.labels(issuer=partner.issuer, outcome="accepted").inc()
+                return payload
+            code = payload.get("code") if isinstance(payload, dict) else None
+            if 400 <= answer.status < 500 and code in RELAYED:
+                outcome.ok = True
+                PARTNER_CALLS.labels(issuer=partner.issuer, outcome=str(code)).inc()
+                raise Refusal(str(code), f"issuer {partner.issuer}: {payload.get('detail', code)}")
+            outcome.ok = False
             PARTNER_CALLS.labels(issuer=partner.issuer, outcome="unavailable").inc()
-            log.warning("partner unreachable", extra={"issuer": partner.issuer, "why": str(exc)})
-            raise Refusal("issuer_unavailable", f"issuer {partner.issuer} could not be reached") from exc
-        finally:
-            PARTNER_SECONDS.labels(issuer=partner.issuer).observe(time.perf_counter() - started)
-        payload = answer.body
-        if answer.status == 200 and isinstance(payload, dict) and payload.get("result") == "accepted":
-            breaker.succeeded()
-            PARTNER_CALLS.labels(issuer=partner.issuer, outcome="accepted").inc()
-            return payload
-        code = payload.get("code") if isinstance(payload, dict) else None
-        if 400 <= answer.status < 500 and code in RELAYED:
-            breaker.succeeded()
-            PARTNER_CALLS.labels(issuer=partner.issuer, outcome=str(code)).inc()
-            raise Refusal(str(code), f"issuer {partner.issuer}: {payload.get('detail', code)}")
-        breaker.failed()
-        PARTNER_CALLS.labels(issuer=partner.issuer, outcome="unavailable").inc()
-        log.warning("partner refused us", extra={"issuer": partner.issuer, "status": answer.status, "code": code})
-        raise Refusal("issuer_unavailable", f"issuer {partner.issuer} could not decide ({answer.status})")
+            log.warning("partner refused us", extra={"issuer": partner.issuer, "status": answer.status, "code": code})
+            raise Refusal("issuer_unavailable", f"issuer {partner.issuer} could not decide ({answer.status})")
