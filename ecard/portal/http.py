@@ -107,7 +107,7 @@ class OAuthController(Controller):
     async def par(self, request: Request[Any, Any, Any]) -> Response[dict[str, Any]]:
         provider = _provider(request)
         form = await _form(request)
-        portal = await provider.authenticate(form, "par")
+        portal = await provider.authenticate(form)
         request_uri, expires_in = await provider.push(portal, form)
         return Response({"request_uri": request_uri, "expires_in": expires_in}, status_code=201, headers=NO_STORE)
 
@@ -120,7 +120,7 @@ class OAuthController(Controller):
     async def token(self, request: Request[Any, Any, Any]) -> Response[dict[str, Any]]:
         provider = _provider(request)
         form = await _form(request)
-        portal = await provider.authenticate(form, "token")
+        portal = await provider.authenticate(form)
         return Response(await provider.token(portal, form), headers=NO_STORE)
 
     @post(
@@ -132,7 +132,7 @@ class OAuthController(Controller):
     async def revoke(self, request: Request[Any, Any, Any]) -> Response[None]:
         provider = _provider(request)
         form = await _form(request)
-        portal = await provider.authenticate(form, "revocation")
+        portal = await provider.authenticate(form)
         await provider.revoke(portal, form)
         return Response(None, status_code=200, headers=NO_STORE)
 

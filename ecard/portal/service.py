@@ -264,7 +264,7 @@ class Provider:
 
     # -- client authentication (private_key_jwt, RFC 7523 §2.2)
 
-    async def authenticate(self, form: Mapping[str, str], endpoint: str) -> Portal:
+    async def authenticate(self, form: Mapping[str, str]) -> Portal:
         """The portal whose client assertion this is; `invalid_client` for anything else, replays included."""
         if form.get("client_assertion_type") != JWT_BEARER or not form.get("client_assertion"):
             raise Refusal("invalid_client", "authenticate with private_key_jwt (client_assertion)")
@@ -295,10 +295,10 @@ class Provider:
         except JoseError as exc:
             raise Refusal("invalid_client", f"the client assertion does not hold: {exc.error}") from exc
         claims = token.claims
-        audiences = claims["aud"] if isinstance(claims["aud"], list) else [claims["aud"]]
-        accepted = {self.issuer, self.url(endpoint), self.url("token")}
-        if not accepted.intersection(audiences):
-            raise Refusal("invalid_client", "the client assertion's aud must be the issuer or this endpoint")
+        # the issuer identifier alone, as one string (RFC 7523bis, FAPI 2.0): an assertion made for an endpoint
+        # URL, or for a list of audiences, could be replayed to another server that shares one of them
+        if not isinstance(claims["aud"], str) or not secrets.compare_digest(claims["aud"], self.issuer):
+            raise Refusal("invalid_client", "the client assertion's aud must be the issuer identifier (one string)")
         exp = float(claims["exp"])
         if exp - now > MAX_ASSERTION_S + self._skew_s:
             raise Refusal("invalid_client", f"a client assertion may live {MAX_ASSERTION_S} s at most")
