@@ -47,7 +47,7 @@ from ecard.ops import configure
 from ecard.ops.http import EchoController, OpsController, access_middleware
 from ecard.payments import CallbackPolicy, Callbacks, Payments, Recovery
 from ecard.payments.http import BillController, StatementController
-from ecard.portal import Portals, Provider, SigningKeys
+from ecard.portal import Held, Portals, Provider, SigningKeys
 from ecard.portal.http import LoginController, OAuthController, PortalAdminController, ProviderController
 from ecard.risk import RiskEvents
 from ecard.verify import VerifyDeps
@@ -56,7 +56,7 @@ from ecard.yukuai import YukuaiLinks, YukuaiPlatform
 from ecard.yukuai.http import YukuaiLinkController
 
 # The collaborators routes are handed by name (see ecard.kit.edge.provide); each is built in the lifespan.
-COLLABORATORS = ("authenticator", "operator_sessions")
+COLLABORATORS = ("authenticator", "operator_sessions", "portal_provider", "portals")
 
 
 def create_app(settings: Settings, clock: Clock | None = None) -> Litestar:
@@ -131,13 +131,13 @@ def create_app(settings: Settings, clock: Clock | None = None) -> Litestar:
         state.portals = Portals(pool, catalog)
         state.portal_provider = Provider(
             pool,
-            redis,
+            Held(redis, settings.redis_prefix),
             keys,
             portal_keys,
             state.portals,
+            cards,
             clock,
             settings.public_url,
-            settings.redis_prefix,
             settings.clock_skew_s,
         )
         state.verify_deps = VerifyDeps(
