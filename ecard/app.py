@@ -24,7 +24,7 @@ from ecard.codes.http import CodeController
 from ecard.config import Settings
 from ecard.depth import Depth
 from ecard.depth.http import DepthController
-from ecard.federation import Federation, FederationSettings, IssuerRequestKey
+from ecard.federation import Audience, Federation, FederationSettings, IssuerRequestKeys
 from ecard.federation.http import FederationController, IssuerRequestKeyController, PartnerAdminController
 from ecard.kit.clock import Clock, SystemClock
 from ecard.kit.crypto import Keys, load_master_key
@@ -39,6 +39,7 @@ from ecard.kit.problems import (
     validation_handler,
 )
 from ecard.kit.refusal import Refusal
+from ecard.kit.signing import authority
 from ecard.merchants import Merchants
 from ecard.merchants.http import MerchantAdminController, VenueController
 from ecard.operators import Operators
@@ -47,20 +48,31 @@ from ecard.ops import configure
 from ecard.ops.http import EchoController, OpsController, access_middleware
 from ecard.payments import CallbackPolicy, Callbacks, Payments, Recovery
 from ecard.payments.http import BillController, StatementController
-from ecard.portal import Portals, Provider, SigningKeys
+from ecard.portal import Held, Portals, Provider, SigningKeys
 from ecard.portal.http import LoginController, OAuthController, PortalAdminController, ProviderController
 from ecard.risk import RiskEvents
 from ecard.verify import VerifyDeps
 from ecard.verify.http import VerificationController
-from ecard.yukuai import YukuaiLinks, YukuaiPlatform
+from ecard.yukuai import YukuaiLinks, YukuaiPlatform, check_platform_url
 from ecard.yukuai.http import YukuaiLinkController
 
 # The collaborators routes are handed by name (see ecard.kit.edge.provide); each is built in the lifespan.
-COLLABORATORS = ("authenticator", "operator_sessions")
+COLLABORATORS = (
+    "authenticator",
+    "operator_sessions",
+    "federation",
+    "request_keys",
+    "verify_deps",
+    "yukuai",
+    "portal_provider",
+    "portals",
+)
 
 
 def create_app(settings: Settings, clock: Clock | None = None) -> Litestar:
     clock = clock or SystemClock()
+    if settings.yukuai_url:
+        check_platform_url(settings.yukuai_url)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
@@ -76,13 +88,14 @@ def create_app(settings: Settings, clock: Clock | None = None) -> Litestar:
         ring = KeyRing.from_settings(pool, redis, keys, clock, settings)
         await ring.ensure_active()
         await ring.republish_revocations()
-        request_key = await IssuerRequestKey.load(pool, keys, settings.issuer_id)
+        # one key per audience: partners, the 渝快办 platform, the bank, merchants' callback servers
+        request_keys = await IssuerRequestKeys.load(pool, keys, settings.issuer_id)
         # one connection pool for every peer we call: partner issuers, the 渝快办 platform
         peers = peer_session()
         federation = Federation(
             pool,
             directory,
-            request_key,
+            request_keys.signer(Audience.FEDERATION),
             clock,
             FederationSettings(
                 issuer=settings.issuer_id,
@@ -91,21 +104,22 @@ def create_app(settings: Settings, clock: Clock | None = None) -> Litestar:
                 max_key_age_s=settings.partner_keys_max_age_s,
                 breaker_threshold=settings.partner_breaker_failures,
                 breaker_cooldown_s=settings.partner_breaker_cooldown_s,
+                authorities=frozenset({authority(settings.public_url)}),
             ),
             peers,
         )
         await federation.reload()
-        yukuai = (
-            YukuaiLinks(
-                pool,
-                YukuaiPlatform(settings.yukuai_url, request_key, peers, settings.partner_timeout_ms / 1000),
-                clock,
-                settings.yukuai_prefix,
-                settings.yukuai_consent_version,
+        platform = (
+            YukuaiPlatform(
+                settings.yukuai_url,
+                request_keys.signer(Audience.YUKUAI),
+                peers,
+                settings.partner_timeout_ms / 1000,
             )
             if settings.yukuai_url
             else None
         )
+        yukuai = YukuaiLinks(pool, platform, cards, clock, settings.yukuai_prefix, settings.yukuai_consent_version)
         state = app.state
         state.settings = settings
         state.clock = clock
@@ -118,7 +132,7 @@ def create_app(settings: Settings, clock: Clock | None = None) -> Litestar:
         state.depth = Depth(pool, catalog, clock)
         state.cards = cards
         state.key_ring = ring
-        state.request_key = request_key
+        state.request_keys = request_keys
         state.federation = federation
         state.yukuai = yukuai
         state.authenticator = Authenticator(directory, redis, settings.redis_prefix, clock, settings.signature_window_s)
@@ -131,13 +145,13 @@ def create_app(settings: Settings, clock: Clock | None = None) -> Litestar:
         state.portals = Portals(pool, catalog)
         state.portal_provider = Provider(
             pool,
-            redis,
+            Held(redis, settings.redis_prefix),
             keys,
             portal_keys,
             state.portals,
+            cards,
             clock,
             settings.public_url,
-            settings.redis_prefix,
             settings.clock_skew_s,
         )
         state.verify_deps = VerifyDeps(
@@ -153,14 +167,18 @@ def create_app(settings: Settings, clock: Clock | None = None) -> Litestar:
             skew_s=settings.clock_skew_s,
             prefix=settings.redis_prefix,
             forwarder=federation,
-            linked=yukuai,
+            linked=yukuai if platform is not None else None,
         )
         background = [asyncio.create_task(ring.keep_fresh()), asyncio.create_task(federation.keep_fresh())]
-        bank = HttpBank(settings.bank_url, request_key, settings.bank_timeout_s) if settings.bank_url else None
+        bank = (
+            HttpBank(settings.bank_url, request_keys.signer(Audience.BANK), settings.bank_timeout_s)
+            if settings.bank_url
+            else None
+        )
         callbacks = Callbacks(
             pool,
             clock,
-            request_key,
+            request_keys.signer(Audience.CALLBACK),
             CallbackPolicy(
                 base_delay_s=settings.callback_base_delay_s,
                 window_s=settings.callback_window_s,

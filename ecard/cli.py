@@ -108,7 +108,7 @@ def cmd_standin_yukuai(args: argparse.Namespace, _: Settings) -> int:
 
     checks = f"verifying signatures with {args.trust_keys}" if args.trust_keys else "accepting UNSIGNED requests"
     print(f"stand-in 渝快办 ({args.issuer}) on http://{args.host}:{args.port}, {checks}", file=sys.stderr)
-    serve(args.host, args.port, args.trust_keys, args.code_ttl, args.issuer, "YKM:")
+    serve(args.host, args.port, args.trust_keys, args.code_ttl, args.link_token_ttl, args.issuer, "YKM:")
     return 0
 
 
@@ -245,23 +245,30 @@ def cmd_partners(args: argparse.Namespace, settings: Settings) -> int:
 
     async def run(live: Settings) -> object:
         from ecard.clients import ClientDirectory  # noqa: PLC0415
-        from ecard.federation import Federation, FederationSettings, IssuerRequestKey  # noqa: PLC0415
+        from ecard.federation import Audience, Federation, FederationSettings, IssuerRequestKeys  # noqa: PLC0415
         from ecard.kit.clock import SystemClock  # noqa: PLC0415
         from ecard.kit.crypto import Keys, load_master_key  # noqa: PLC0415
         from ecard.kit.infra import connections  # noqa: PLC0415
         from ecard.kit.peers import session as peer_session  # noqa: PLC0415
+        from ecard.kit.signing import authority  # noqa: PLC0415
 
         assert live.database_url
         assert live.redis_url
         async with connections(live.database_url, live.redis_url) as (pool, _), peer_session() as http:
-            request_key = await IssuerRequestKey.load(pool, Keys.from_master(load_master_key(live)), live.issuer_id)
+            request_keys = await IssuerRequestKeys.load(pool, Keys.from_master(load_master_key(live)), live.issuer_id)
             federation = Federation(
                 pool,
                 ClientDirectory(pool),
-                request_key,
+                request_keys.signer(Audience.FEDERATION),
                 SystemClock(),
                 FederationSettings(
-                    live.issuer_id, live.partner_timeout_ms / 1000, 0, live.partner_keys_max_age_s, 3, 5
+                    live.issuer_id,
+                    live.partner_timeout_ms / 1000,
+                    0,
+                    live.partner_keys_max_age_s,
+                    3,
+                    5,
+                    frozenset({authority(live.public_url)}),
                 ),
                 http,
             )
@@ -287,6 +294,9 @@ async def _partner_request_key(http: aiohttp.ClientSession, base_url: str, issue
     from ecard.kit import peers  # noqa: PLC0415
     from ecard.kit.refusal import Refusal  # noqa: PLC0415
 
+    insecure = peers.insecure(base_url)
+    if insecure is not None:
+        raise Refusal("invalid_request", f"base_url: {insecure}", extra={"fields": ["base_url"]})
     try:
         answer = await peers.call(http, "GET", f"{base_url.rstrip('/')}/v1/issuer/request-keys", b"", {}, 5.0)
     except peers.PeerUnreachableError as exc:
@@ -294,9 +304,14 @@ async def _partner_request_key(http: aiohttp.ClientSession, base_url: str, issue
     body = answer.body if isinstance(answer.body, dict) else {}
     if body.get("issuer") != issuer:
         raise Refusal("invalid_request", f"{base_url} is issuer {body.get('issuer')!r}, not {issuer!r}")
-    active = [k for k in body.get("keys", []) if k.get("status", "active") == "active"]
+    # a partner's keys for partners (an older partner publishes only those, without an audience)
+    active = [
+        k
+        for k in body.get("keys", [])
+        if k.get("status", "active") == "active" and k.get("audience", "federation") == "federation"
+    ]
     if not active:
-        raise Refusal("invalid_request", f"{base_url} publishes no active request key")
+        raise Refusal("invalid_request", f"{base_url} publishes no active request key for partners")
     return {k: str(v) for k, v in active[0].items() if k in {"kty", "crv", "x", "y", "kid"}}
 
 
@@ -381,12 +396,12 @@ def cmd_ledger(args: argparse.Namespace, settings: Settings) -> int:
 async def _bank(live: Settings, pool: asyncpg.Pool) -> AsyncIterator[HttpBank]:
     """The bank adapter as `ecard serve` builds it: at ECARD_BANK_URL, signing with the issuer request key."""
     from ecard.bank import HttpBank  # noqa: PLC0415
-    from ecard.federation import IssuerRequestKey  # noqa: PLC0415
+    from ecard.federation import Audience, IssuerRequestKeys  # noqa: PLC0415
     from ecard.kit.crypto import Keys, load_master_key  # noqa: PLC0415
 
     assert live.bank_url
-    request_key = await IssuerRequestKey.load(pool, Keys.from_master(load_master_key(live)), live.issuer_id)
-    bank = HttpBank(live.bank_url, request_key, live.bank_timeout_s)
+    request_keys = await IssuerRequestKeys.load(pool, Keys.from_master(load_master_key(live)), live.issuer_id)
+    bank = HttpBank(live.bank_url, request_keys.signer(Audience.BANK), live.bank_timeout_s)
     try:
         yield bank
     finally:
@@ -542,6 +557,9 @@ def build_parser() -> argparse.ArgumentParser:
         "--trust-keys", default=None, help="JWKS URL of the ecard's request keys; without it, unsigned requests pass"
     )
     yukuai.add_argument("--code-ttl", type=int, default=60, help="lifetime of a minted 渝快码, seconds")
+    yukuai.add_argument(
+        "--link-token-ttl", type=int, default=300, help="lifetime of a link token the platform issues, seconds"
+    )
     yukuai.add_argument("--issuer", default="ykb", help="the platform's issuer id as a partner")
     yukuai.set_defaults(func=cmd_standin_yukuai)
     bank = standin_sub.add_parser("bank", help="the bank holding card accounts (docs/bank-protocol.md)")

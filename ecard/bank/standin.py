@@ -35,6 +35,8 @@ from ecard.kit.problems import (
 from ecard.kit.refusal import Refusal
 
 SIGNATURE_WINDOW_S = 300
+# the RFC 9421 tag of the bank protocol's requests (docs/bank-protocol.md, "Signatures")
+TAG = "ecard-bank"
 # an unknown kid fetches the trust keys again, but not more often than this
 TRUST_REFRESH_S = 5.0
 # and they are fetched again when this old, so that a key the issuer revokes stops working here too
@@ -159,6 +161,9 @@ class TrustKeys:
         for jwk in document["keys"]:
             if not isinstance(jwk, dict) or not isinstance(jwk.get("kid"), str) or jwk.get("status") == "revoked":
                 continue
+            # the issuer's key for the bank only: its keys for partners or merchants' callbacks move no money
+            if jwk.get("audience") != "bank":
+                continue
             with contextlib.suppress(Refusal):
                 key, alg, _ = parse_public_jwk({k: v for k, v in jwk.items() if k in {"kty", "crv", "x", "y"}})
                 keys[jwk["kid"]] = (key, alg)
@@ -186,6 +191,7 @@ async def _caller(request: Request[Any, Any, Any]) -> str:
     path = raw_path.decode("latin-1") if isinstance(raw_path, bytes) else request.url.path
     query = request.scope.get("query_string", b"").decode("latin-1")
     signing.verify_signature(params, key, alg, request.method, path, query, request.headers, body)
+    signing.require_peer(params, TAG, request.headers, signing.server_authorities(request.scope.get("server")))
     forget_before = int(now) - 2 * SIGNATURE_WINDOW_S - 1
     if not await bank.run(bank.ledger.claim_nonce, params.keyid, params.nonce, params.created, forget_before):
         raise Refusal("nonce_reused", "this nonce has been used already")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hmac
 from dataclasses import dataclass
 from typing import Any
 
@@ -40,6 +41,18 @@ TRANSITIONS = {
 class CardState:
     card_id: str
     status: str
+
+
+@dataclass(frozen=True)
+class CardHolder:
+    """A card with its holder's identity opened: for the rooms that may tell it (portal claims)."""
+
+    card_id: str
+    status: str
+    region: str
+    cardholder_id: str
+    name: str
+    id_number: str
 
 
 class Cards:
@@ -206,6 +219,36 @@ class Cards:
             )
             for r in rows
         ]
+
+    async def status_of(self, card_id: str) -> str | None:
+        """The card's status, or None when no card has this id."""
+        row = await store.holder_of_card(self._pool, card_id)
+        return row.status if row is not None else None
+
+    async def holder(self, card_id: str) -> CardHolder | None:
+        """The card and its holder's name and ID number, or None when no card has this id."""
+        row = await store.holder_of_card(self._pool, card_id)
+        if row is None:
+            return None
+        return CardHolder(
+            card_id=row.card_id,
+            status=row.status,
+            region=row.region,
+            cardholder_id=row.cardholder_id,
+            name=self._keys.open_pii(row.name_sealed, f"name:{row.cardholder_id}"),
+            id_number=self._keys.open_pii(row.id_sealed, f"id:{row.cardholder_id}"),
+        )
+
+    async def is_holder(self, card_id: str, name: str, id_number: str) -> bool:
+        """Whether this person (by real name and ID number, as another system vouches) holds the card.
+
+        Compared in constant time, by the blind index for the ID number; neither value is kept or logged."""
+        row = await store.holder_of_card(self._pool, card_id)
+        if row is None:
+            return False
+        same_id = hmac.compare_digest(self._index(id_number), row.id_index)
+        stored_name = self._keys.open_pii(row.name_sealed, f"name:{row.cardholder_id}")
+        return constant_time_equal(stored_name, name.strip()) & same_id
 
     @staticmethod
     def _own_card(device: Principal, card_id: str) -> None:

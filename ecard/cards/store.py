@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import asyncpg
+import msgspec
 
 from ecard.kit.infra import Conn, Executor
 
@@ -131,3 +132,34 @@ async def verifications_of_card(pool: asyncpg.Pool, card_id: str, limit: int) ->
         limit,
     )
     return [dict(r) for r in rows]
+
+
+class HolderRow(msgspec.Struct, frozen=True):
+    """A card and its holder's sealed identity, for the rooms that compare or tell it."""
+
+    card_id: str
+    status: str
+    region: str
+    cardholder_id: str
+    name_sealed: bytes
+    id_sealed: bytes
+    id_index: bytes
+
+
+async def holder_of_card(conn: Executor, card_id: str) -> HolderRow | None:
+    row = await conn.fetchrow(
+        "SELECT c.card_id, c.status, c.region, h.cardholder_id, h.name_sealed, h.id_sealed, h.id_index"
+        " FROM cards c JOIN cardholders h USING (cardholder_id) WHERE c.card_id = $1",
+        card_id,
+    )
+    if row is None:
+        return None
+    return HolderRow(
+        card_id=row["card_id"],
+        status=row["status"],
+        region=row["region"],
+        cardholder_id=row["cardholder_id"],
+        name_sealed=bytes(row["name_sealed"]),
+        id_sealed=bytes(row["id_sealed"]),
+        id_index=bytes(row["id_index"]),
+    )

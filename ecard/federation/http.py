@@ -4,12 +4,16 @@ from __future__ import annotations
 
 from typing import Any
 
-from litestar import Controller, Request, get, post
+import msgspec
+from litestar import Controller, MediaType, Request, Response, get, post
 from litestar.di import NamedDependency
-from litestar.params import FromPath, JSONBody
+from litestar.openapi.datastructures import ResponseSpec
+from litestar.params import FromPath, FromQuery, JSONBody
 
 from ecard.federation.models import FederatedVerificationRequest, NewPartner, PartnerAnswer, PartnerList
+from ecard.federation.requestkey import TAGS, Audience, IssuerRequestKeys, RequestKeySet
 from ecard.federation.service import Federation
+from ecard.kit import signing
 from ecard.kit.edge import SIGNED_PROBLEMS, operator_session, signed_by
 from ecard.kit.principal import ClientKind, Principal
 from ecard.kit.problems import problems
@@ -25,11 +29,6 @@ from ecard.verify import (
 )
 
 
-def _federation(request: Request[Any, Any, Any]) -> Federation:
-    federation: Federation = request.app.state.federation
-    return federation
-
-
 class PartnerAdminController(Controller):
     path = "/v1/admin/partners"
     tags = ["federation"]  # noqa: RUF012
@@ -42,19 +41,17 @@ class PartnerAdminController(Controller):
         responses=problems("unauthorized", "invalid_request", "partner_exists"),
     )
     async def register(
-        self, request: Request[Any, Any, Any], operator: NamedDependency[str], data: JSONBody[NewPartner]
+        self, federation: NamedDependency[Federation], operator: NamedDependency[str], data: JSONBody[NewPartner]
     ) -> PartnerAnswer:
-        return await _federation(request).register(
-            operator, data.issuer, data.name, data.base_url, data.public_key, data.region
-        )
+        return await federation.register(operator, data.issuer, data.name, data.base_url, data.public_key, data.region)
 
     @get("/", summary="The trust list: partners, their code keys and when those were fetched")
     async def list_partners(
         self,
-        request: Request[Any, Any, Any],
+        federation: NamedDependency[Federation],
         operator: NamedDependency[str],  # noqa: ARG002 - its presence is the operator guard
     ) -> PartnerList:
-        return PartnerList(items=await _federation(request).list())
+        return PartnerList(items=await federation.list())
 
     @post(
         "/{issuer:str}/refresh",
@@ -64,11 +61,10 @@ class PartnerAdminController(Controller):
     )
     async def refresh(
         self,
-        request: Request[Any, Any, Any],
+        federation: NamedDependency[Federation],
         operator: NamedDependency[str],  # noqa: ARG002
         issuer: FromPath[str],
     ) -> PartnerAnswer:
-        federation = _federation(request)
         await federation.refresh_keys(issuer)
         return next(p for p in await federation.list() if p.issuer == issuer)
 
@@ -77,10 +73,16 @@ class IssuerRequestKeyController(Controller):
     path = "/v1/issuer/request-keys"
     tags = ["federation"]  # noqa: RUF012
 
-    @get("/", summary="The keys this issuer signs its own requests with (JWK set; keyid on the wire: issuer:kid)")
-    async def keys(self, request: Request[Any, Any, Any]) -> dict[str, Any]:
-        published: dict[str, Any] = request.app.state.request_key.jwks()
-        return published
+    @get(
+        "/",
+        summary="The keys this issuer signs its own requests with, each marked with its audience (keyid: issuer:kid)",
+        description="Partner keys come first. `audience` is `federation` (partner issuers), `yukuai` (the 渝快办 "
+        "platform), `bank`, or `callback` (merchants' notify_url servers); `?audience=` lists one of them.",
+    )
+    async def keys(
+        self, request_keys: NamedDependency[IssuerRequestKeys], audience: FromQuery[Audience | None] = None
+    ) -> RequestKeySet:
+        return request_keys.key_set(audience)
 
 
 class FederationController(Controller):
@@ -92,19 +94,28 @@ class FederationController(Controller):
         "/",
         status_code=200,
         summary="A partner issuer asks this issuer to decide on one of its codes",
-        responses=problems(*SIGNED_PROBLEMS, *REFUSALS),
+        description='Signed as a request between systems (tag="ecard-federation", `@authority` covered); an '
+        "accept is signed back with this issuer's federation key, bound to the request's signature.",
+        responses={
+            200: ResponseSpec(data_container=VerificationAnswer, description="Accepted (a signed answer)"),
+            **problems(*SIGNED_PROBLEMS, *REFUSALS),
+        },
     )
     async def verify(
         self,
         request: Request[Any, Any, Any],
         principal: NamedDependency[Principal],
         data: JSONBody[FederatedVerificationRequest],
-    ) -> VerificationAnswer:
+        federation: NamedDependency[Federation],
+        verify_deps: NamedDependency[VerifyDeps],
+        request_keys: NamedDependency[IssuerRequestKeys],
+    ) -> Response[bytes]:
+        params = signing.parse_signature_params(request.headers, has_body=True)
+        signing.require_peer(params, TAGS[Audience.FEDERATION], request.headers, federation.authorities)
         check_place(data.place)
-        deps: VerifyDeps = request.app.state.verify_deps
-        if data.answer_by is not None and deps.clock.now() > data.answer_by:
+        if data.answer_by is not None and verify_deps.clock.now() > data.answer_by:
             raise Refusal("issuer_unavailable", "the asking issuer has stopped waiting; nothing was decided")
-        partner = await _federation(request).partner_by_id(principal.owner_id)
+        partner = await federation.partner_by_id(principal.owner_id)
         if partner is None or partner.status != "active":
             raise Refusal("client_disabled", "this partner is not on the trust list")
         venue = Venue(
@@ -115,6 +126,9 @@ class FederationController(Controller):
             place=data.place,
             via_issuer=partner.issuer,
         )
-        return accepted(
-            await verify_for_partner(principal.nonce, data.code, data.item_code, venue, partner.region, deps)
+        decided = await verify_for_partner(
+            principal.nonce, data.code, data.item_code, venue, partner.region, verify_deps
         )
+        raw = msgspec.json.encode(accepted(decided))
+        signed = request_keys.signer(Audience.FEDERATION).sign_answer(200, raw, request.headers)
+        return Response(raw, media_type=MediaType.JSON, headers=signed)

@@ -22,6 +22,11 @@ class NewPartner(msgspec.Struct, forbid_unknown_fields=True):
     region: Issuer | None = None
 
 
+class CodeKeyAnswer(msgspec.Struct):
+    kid: str
+    status: str
+
+
 class PartnerAnswer(msgspec.Struct):
     partner_id: str
     key_id: str
@@ -30,7 +35,7 @@ class PartnerAnswer(msgspec.Struct):
     base_url: str
     region: str
     status: str
-    code_keys: list[dict[str, Any]]
+    code_keys: list[CodeKeyAnswer]
     keys_fetched_at: str | None
 
 

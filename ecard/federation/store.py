@@ -1,65 +1,119 @@
-"""SQL for federation: the issuer request key, the partner trust list and verifications forwarded to partners."""
+"""SQL for federation: the issuer request keys, the partner trust list and verifications forwarded to partners."""
 
 from __future__ import annotations
 
+import contextlib
 from datetime import datetime
 from typing import Any
 
 import asyncpg
+import msgspec
 
 from ecard.kit.infra import Conn, Executor
 
 
-async def request_keys(conn: Conn) -> list[dict[str, Any]]:
+class RequestKeyRow(msgspec.Struct, frozen=True):
+    kid: str
+    audience: str
+    public_jwk: dict[str, str]
+    private_key: bytes
+    status: str
+
+
+class CodeKey(msgspec.Struct, frozen=True):
+    """One Ed25519 code key of a partner's published set, as fetched."""
+
+    kid: str
+    x: str
+    status: str = "active"
+
+
+class PartnerRow(msgspec.Struct, frozen=True):
+    partner_id: str
+    issuer: str
+    name: str
+    base_url: str
+    region: str
+    status: str
+    key_id: str
+    code_keys: list[CodeKey]
+    keys_fetched_at: datetime | None
+
+
+async def request_keys(conn: Conn) -> list[RequestKeyRow]:
     rows = await conn.fetch(
-        "SELECT kid, public_jwk, private_key, status FROM issuer_request_keys ORDER BY created_at DESC"
+        "SELECT kid, audience, public_jwk, private_key, status FROM issuer_request_keys ORDER BY created_at DESC"
     )
-    return [dict(r) for r in rows]
+    return [
+        RequestKeyRow(r["kid"], r["audience"], dict(r["public_jwk"]), bytes(r["private_key"]), r["status"])
+        for r in rows
+    ]
 
 
-async def insert_request_key(conn: Conn, kid: str, jwk: dict[str, str], sealed: bytes) -> None:
+async def insert_request_key(conn: Conn, kid: str, audience: str, jwk: dict[str, str], sealed: bytes) -> None:
     await conn.execute(
-        "INSERT INTO issuer_request_keys (kid, public_jwk, private_key, status) VALUES ($1, $2, $3, 'active')",
+        "INSERT INTO issuer_request_keys (kid, audience, public_jwk, private_key, status)"
+        " VALUES ($1, $2, $3, $4, 'active')",
         kid,
+        audience,
         jwk,
         sealed,
     )
 
 
-def _partner(row: asyncpg.Record) -> dict[str, Any]:
-    return dict(row)
+def _code_keys(stored: list[Any]) -> list[CodeKey]:
+    keys = []
+    for jwk in stored:
+        with contextlib.suppress(msgspec.ValidationError):
+            keys.append(msgspec.convert(jwk, CodeKey))
+    return keys
+
+
+def _partner(row: asyncpg.Record) -> PartnerRow:
+    return PartnerRow(
+        partner_id=row["partner_id"],
+        issuer=row["issuer"],
+        name=row["name"],
+        base_url=row["base_url"],
+        region=row["region"],
+        status=row["status"],
+        key_id=row["key_id"],
+        code_keys=_code_keys(row["code_keys"]),
+        keys_fetched_at=row["keys_fetched_at"],
+    )
 
 
 async def insert_partner(
-    conn: Executor, partner_id: str, issuer: str, name: str, base_url: str, region: str
-) -> dict[str, Any] | None:
+    conn: Executor, partner_id: str, issuer: str, name: str, base_url: str, region: str, key_id: str
+) -> PartnerRow | None:
     """The new partner, or None when that issuer is registered already."""
     row = await conn.fetchrow(
-        "INSERT INTO partners (partner_id, issuer, name, base_url, region) VALUES ($1, $2, $3, $4, $5)"
+        "INSERT INTO partners (partner_id, issuer, name, base_url, region, key_id) VALUES ($1, $2, $3, $4, $5, $6)"
         " ON CONFLICT (issuer) DO NOTHING"
-        " RETURNING partner_id, issuer, name, base_url, region, status, code_keys, keys_fetched_at",
+        " RETURNING partner_id, issuer, name, base_url, region, status, key_id, code_keys, keys_fetched_at",
         partner_id,
         issuer,
         name,
         base_url,
         region,
+        key_id,
     )
     return _partner(row) if row else None
 
 
-async def partners(conn: Executor) -> list[dict[str, Any]]:
+async def partners(conn: Executor) -> list[PartnerRow]:
     rows = await conn.fetch(
-        "SELECT partner_id, issuer, name, base_url, region, status, code_keys, keys_fetched_at"
+        "SELECT partner_id, issuer, name, base_url, region, status, key_id, code_keys, keys_fetched_at"
         " FROM partners ORDER BY issuer"
     )
     return [_partner(r) for r in rows]
 
 
-async def set_code_keys(conn: Executor, issuer: str, keys: list[dict[str, Any]], at: datetime) -> None:
+async def set_code_keys(conn: Executor, issuer: str, keys: list[CodeKey], at: datetime) -> None:
     await conn.execute(
         "UPDATE partners SET code_keys = $2, keys_fetched_at = $3 WHERE issuer = $1",
         issuer,
-        keys,
+        msgspec.to_builtins(keys),
         at,
     )
 

@@ -84,6 +84,9 @@ STATUS_OF: dict[str, int] = {
     "bill_not_closable": 409,
     "refund_exceeds_paid": 409,
     "bank_unavailable": 503,
+    # 渝快码 links need the 渝快办 platform's proof that the account is the holder's (issue 11, H2)
+    "link_token_required": 400,
+    "link_token_invalid": 403,
 }
 
 

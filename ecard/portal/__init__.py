@@ -3,5 +3,6 @@
 from ecard.portal.keys import SigningKeys
 from ecard.portal.models import NewPortal
 from ecard.portal.service import Portals, Provider
+from ecard.portal.store import Held
 
-__all__ = ["NewPortal", "Portals", "Provider", "SigningKeys"]
+__all__ = ["Held", "NewPortal", "Portals", "Provider", "SigningKeys"]

@@ -69,11 +69,6 @@ def oauth_refusal(request: Request[Any, Any, Any], exc: Refusal) -> Response[Any
     )
 
 
-def _provider(request: Request[Any, Any, Any]) -> Provider:
-    provider: Provider = request.app.state.portal_provider
-    return provider
-
-
 async def _form(request: Request[Any, Any, Any]) -> dict[str, str]:
     """An OAuth request body: form-encoded, each parameter at most once (RFC 6749 §3.1)."""
     if not request.headers.get("content-type", "").lower().startswith(FORM):
@@ -104,11 +99,12 @@ class OAuthController(Controller):
         summary="Pushed authorization request (RFC 9126): the portal's request, held for its request_uri",
         responses=_oauth_errors(*CLIENT_ERRORS, "invalid_scope", "unsupported_response_type"),
     )
-    async def par(self, request: Request[Any, Any, Any]) -> Response[dict[str, Any]]:
-        provider = _provider(request)
+    async def par(
+        self, request: Request[Any, Any, Any], portal_provider: NamedDependency[Provider]
+    ) -> Response[dict[str, Any]]:
         form = await _form(request)
-        portal = await provider.authenticate(form, "par")
-        request_uri, expires_in = await provider.push(portal, form)
+        portal = await portal_provider.authenticate(form)
+        request_uri, expires_in = await portal_provider.push(portal, form)
         return Response({"request_uri": request_uri, "expires_in": expires_in}, status_code=201, headers=NO_STORE)
 
     @post(
@@ -117,11 +113,12 @@ class OAuthController(Controller):
         summary="Token endpoint: authorization_code with PKCE, private_key_jwt",
         responses=_oauth_errors(*CLIENT_ERRORS, "invalid_grant", "unsupported_grant_type"),
     )
-    async def token(self, request: Request[Any, Any, Any]) -> Response[dict[str, Any]]:
-        provider = _provider(request)
+    async def token(
+        self, request: Request[Any, Any, Any], portal_provider: NamedDependency[Provider]
+    ) -> Response[dict[str, Any]]:
         form = await _form(request)
-        portal = await provider.authenticate(form, "token")
-        return Response(await provider.token(portal, form), headers=NO_STORE)
+        portal = await portal_provider.authenticate(form)
+        return Response(await portal_provider.token(portal, form), headers=NO_STORE)
 
     @post(
         PATHS["revocation"].removeprefix("/oauth2"),
@@ -129,11 +126,12 @@ class OAuthController(Controller):
         summary="Token revocation (RFC 7009)",
         responses=_oauth_errors(*CLIENT_ERRORS),
     )
-    async def revoke(self, request: Request[Any, Any, Any]) -> Response[None]:
-        provider = _provider(request)
+    async def revoke(
+        self, request: Request[Any, Any, Any], portal_provider: NamedDependency[Provider]
+    ) -> Response[None]:
         form = await _form(request)
-        portal = await provider.authenticate(form, "revocation")
-        await provider.revoke(portal, form)
+        portal = await portal_provider.authenticate(form)
+        await portal_provider.revoke(portal, form)
         return Response(None, status_code=200, headers=NO_STORE)
 
     @route(
@@ -143,11 +141,13 @@ class OAuthController(Controller):
         summary="UserInfo (GET or POST): the claims the portal may have, for a bearer access token",
         responses=_oauth_errors("invalid_token"),
     )
-    async def userinfo(self, request: Request[Any, Any, Any]) -> Response[dict[str, Any]]:
+    async def userinfo(
+        self, request: Request[Any, Any, Any], portal_provider: NamedDependency[Provider]
+    ) -> Response[dict[str, Any]]:
         scheme, _, token = request.headers.get("authorization", "").partition(" ")
         if scheme.lower() != "bearer" or not token.strip():
             raise Refusal("invalid_token", "send the access token as Authorization: Bearer")
-        return Response(await _provider(request).userinfo(token.strip()), headers=NO_STORE)
+        return Response(await portal_provider.userinfo(token.strip()), headers=NO_STORE)
 
 
 class ProviderController(Controller):
@@ -157,12 +157,12 @@ class ProviderController(Controller):
     tags = ["portal login"]  # noqa: RUF012
 
     @get(PATHS["discovery"], summary="OpenID Provider metadata")
-    async def discovery(self, request: Request[Any, Any, Any]) -> dict[str, Any]:
-        return _provider(request).discovery()
+    async def discovery(self, portal_provider: NamedDependency[Provider]) -> dict[str, Any]:
+        return portal_provider.discovery()
 
     @get(PATHS["jwks"], summary="The id_token signing keys (JWKS)")
-    async def jwks(self, request: Request[Any, Any, Any]) -> dict[str, Any]:
-        return await _provider(request).signing.jwks()
+    async def jwks(self, portal_provider: NamedDependency[Provider]) -> dict[str, list[dict[str, str]]]:
+        return await portal_provider.signing.jwks()
 
     @get(
         PATHS["authorize"],
@@ -174,12 +174,11 @@ class ProviderController(Controller):
     )
     async def authorize(
         self,
-        request: Request[Any, Any, Any],
+        portal_provider: NamedDependency[Provider],
         client_id: FromQuery[str | None] = None,
         request_uri: FromQuery[str | None] = None,
     ) -> Response[Any]:
-        provider = _provider(request)
-        login, secret = await provider.authorize(client_id, request_uri)
+        login, secret = await portal_provider.authorize(client_id, request_uri)
         link = "ecard://login?" + urlencode({"login_id": login.login_id})
         if login.number is None:
             return Response(None, status_code=302, headers={"Location": link, **NO_STORE})
@@ -205,9 +204,11 @@ class ProviderController(Controller):
         summary="The waiting page's poll: pending, or where to go (needs the page's Ecard-Login-Secret header)",
         responses=problems("login_not_found"),
     )
-    async def status(self, request: Request[Any, Any, Any], login_id: FromPath[str]) -> Response[LoginStatus]:
+    async def status(
+        self, request: Request[Any, Any, Any], portal_provider: NamedDependency[Provider], login_id: FromPath[str]
+    ) -> Response[LoginStatus]:
         secret = request.headers.get(LOGIN_SECRET_HEADER, "")
-        return Response(await _provider(request).status(login_id, secret), headers=NO_STORE)
+        return Response(await portal_provider.status(login_id, secret), headers=NO_STORE)
 
 
 LOGIN_PROBLEMS = (
@@ -234,9 +235,9 @@ class LoginController(Controller):
         responses=problems(*LOGIN_PROBLEMS),
     )
     async def view(
-        self, request: Request[Any, Any, Any], principal: NamedDependency[Principal], login_id: FromPath[str]
+        self, portal_provider: NamedDependency[Provider], principal: NamedDependency[Principal], login_id: FromPath[str]
     ) -> LoginView:
-        return await _provider(request).view(principal, login_id)
+        return await portal_provider.view(principal, login_id)
 
     @post(
         "/logins/{login_id:str}/approve",
@@ -246,12 +247,12 @@ class LoginController(Controller):
     )
     async def approve(
         self,
-        request: Request[Any, Any, Any],
+        portal_provider: NamedDependency[Provider],
         principal: NamedDependency[Principal],
         login_id: FromPath[str],
         data: JSONBody[Approval],
     ) -> RedirectAnswer:
-        return RedirectAnswer(await _provider(request).approve(principal, login_id, data.number))
+        return RedirectAnswer(await portal_provider.approve(principal, login_id, data.number))
 
     @post(
         "/logins/{login_id:str}/deny",
@@ -260,9 +261,9 @@ class LoginController(Controller):
         responses=problems(*LOGIN_PROBLEMS),
     )
     async def deny(
-        self, request: Request[Any, Any, Any], principal: NamedDependency[Principal], login_id: FromPath[str]
+        self, portal_provider: NamedDependency[Provider], principal: NamedDependency[Principal], login_id: FromPath[str]
     ) -> RedirectAnswer:
-        return RedirectAnswer(await _provider(request).deny(principal, login_id))
+        return RedirectAnswer(await portal_provider.deny(principal, login_id))
 
     @get(
         "/cards/{card_id:str}/logins",
@@ -270,9 +271,9 @@ class LoginController(Controller):
         responses=problems(*SIGNED_PROBLEMS, "forbidden"),
     )
     async def history(
-        self, request: Request[Any, Any, Any], principal: NamedDependency[Principal], card_id: FromPath[str]
+        self, portal_provider: NamedDependency[Provider], principal: NamedDependency[Principal], card_id: FromPath[str]
     ) -> LoginHistory:
-        return LoginHistory(items=await _provider(request).history(principal, card_id))
+        return LoginHistory(items=await portal_provider.history(principal, card_id))
 
 
 class PortalAdminController(Controller):
@@ -287,16 +288,14 @@ class PortalAdminController(Controller):
         responses=problems("unauthorized", "invalid_request", "item_unknown"),
     )
     async def register(
-        self, request: Request[Any, Any, Any], operator: NamedDependency[str], data: JSONBody[NewPortal]
+        self, portals: NamedDependency[Portals], operator: NamedDependency[str], data: JSONBody[NewPortal]
     ) -> PortalAnswer:
-        portals: Portals = request.app.state.portals
         return await portals.register(operator, data)
 
     @get("/", summary="Every registered portal", responses=problems("unauthorized"))
     async def listing(
         self,
-        request: Request[Any, Any, Any],
+        portals: NamedDependency[Portals],
         operator: NamedDependency[str],  # noqa: ARG002 - its presence is the operator guard
     ) -> PortalList:
-        portals: Portals = request.app.state.portals
         return PortalList(items=await portals.listing())

@@ -37,7 +37,7 @@ class SigningKeys:
         self._keys = keys
         self._clock = clock
         self._active: ECKey | None = None
-        self._published: list[dict[str, Any]] = []
+        self._published: list[dict[str, str]] = []
         self._loaded_at = float("-inf")
         self._lock = asyncio.Lock()
 
@@ -45,7 +45,7 @@ class SigningKeys:
         """Make a key on first start; safe from many workers at once."""
         async with self._pool.acquire() as conn, conn.transaction():
             await conn.execute("SELECT pg_advisory_xact_lock($1)", _KEY_LOCK)
-            if not any(row["status"] == "active" for row in await store.signing_keys(conn)):
+            if not any(row.status == "active" for row in await store.signing_keys(conn)):
                 await self._insert_new(conn)
         await self.refresh()
 
@@ -62,7 +62,8 @@ class SigningKeys:
     async def _insert_new(self, conn: Conn) -> str:
         key = ECKey.generate_key("P-256", auto_kid=True)
         kid = str(key.kid)
-        public = {**key.as_dict(private=False), "alg": ALG, "use": "sig"}
+        public = {name: value for name, value in key.as_dict(private=False).items() if isinstance(value, str)}
+        public.update(alg=ALG, use="sig")
         sealed = self._keys.wrap_secret(json.dumps(key.as_dict(private=True)).encode(), _context(kid))
         await store.insert_signing_key(conn, kid, public, sealed)
         return kid
@@ -74,12 +75,11 @@ class SigningKeys:
             active = None
             published = []
             for row in rows:
-                if row["status"] == "active":
-                    private = json.loads(self._keys.unwrap_secret(bytes(row["private_key"]), _context(row["kid"])))
+                if row.status == "active":
+                    private = json.loads(self._keys.unwrap_secret(row.private_key, _context(row.kid)))
                     active = ECKey.import_key(private)
-                retired_at = row["retired_at"]
-                if retired_at is None or retired_at.timestamp() + RETIRED_PUBLISHED_S > now:
-                    published.append(dict(row["public_jwk"]))
+                if row.retired_at is None or row.retired_at.timestamp() + RETIRED_PUBLISHED_S > now:
+                    published.append(row.public_jwk)
             self._active, self._published = active, published
             self._loaded_at = time.monotonic()
 
@@ -87,7 +87,7 @@ class SigningKeys:
         if time.monotonic() - self._loaded_at > REFRESH_S:
             await self.refresh()
 
-    async def jwks(self) -> dict[str, Any]:
+    async def jwks(self) -> dict[str, list[dict[str, str]]]:
         await self._fresh()
         return {"keys": list(self._published)}
 

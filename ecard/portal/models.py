@@ -35,7 +35,7 @@ class Portal(msgspec.Struct, frozen=True):
     client_id: str
     name: str
     redirect_uris: tuple[str, ...]
-    jwks: dict[str, Any]
+    jwks: dict[str, list[dict[str, str]]]
     claims: tuple[str, ...]
     allowed_items: tuple[str, ...]
 

@@ -11,12 +11,11 @@ from typing import Any
 from urllib.parse import urlencode, urlsplit, urlunsplit
 
 import asyncpg
-import msgspec
-import redis.asyncio as aioredis
 from joserfc import jws, jwt
 from joserfc.errors import JoseError
 from joserfc.jwk import ECKey, KeySet
 
+from ecard.cards import CardHolder, Cards
 from ecard.catalog import Catalog
 from ecard.kit import audit
 from ecard.kit.clock import Clock, iso, to_datetime
@@ -107,7 +106,7 @@ def _check_redirect_uri(uri: Any) -> str:
     )
 
 
-def _check_jwks(jwks: dict[str, Any]) -> dict[str, Any]:
+def _check_jwks(jwks: dict[str, Any]) -> store.Jwks:
     """The portal's public P-256 keys (ES256), each with a `kid` (its RFC 7638 thumbprint when not given)."""
     listed = jwks.get("keys")
     if not isinstance(listed, list) or not 0 < len(listed) <= 5:
@@ -127,20 +126,21 @@ def _check_jwks(jwks: dict[str, Any]) -> dict[str, Any]:
         kid = jwk.get("kid") or key.thumbprint()
         if not isinstance(kid, str) or not 0 < len(kid) <= 128:
             raise _field("invalid_request", "a key's kid must be 1 to 128 characters", "jwks")
-        keys.append({**key.as_dict(private=False), "kid": kid, "alg": ALG, "use": "sig"})
+        public = {name: value for name, value in key.as_dict(private=False).items() if isinstance(value, str)}
+        keys.append({**public, "kid": kid, "alg": ALG, "use": "sig"})
     if len({k["kid"] for k in keys}) != len(keys):
         raise _field("invalid_request", "each key needs a kid of its own", "jwks")
     return {"keys": keys}
 
 
-def _portal(row: Mapping[str, Any]) -> Portal:
+def _portal(row: store.PortalRow) -> Portal:
     return Portal(
-        client_id=row["client_id"],
-        name=row["name"],
-        redirect_uris=tuple(row["redirect_uris"]),
-        jwks=dict(row["jwks"]),
-        claims=tuple(row["claims"]),
-        allowed_items=tuple(row["allowed_items"]),
+        client_id=row.client_id,
+        name=row.name,
+        redirect_uris=tuple(row.redirect_uris),
+        jwks=row.jwks,
+        claims=tuple(row.claims),
+        allowed_items=tuple(row.allowed_items),
     )
 
 
@@ -209,23 +209,23 @@ class Provider:
     def __init__(
         self,
         pool: asyncpg.Pool,
-        redis: aioredis.Redis,
+        held: store.Held,
         keys: Keys,
         signing: SigningKeys,
         portals: Portals,
+        cards: Cards,
         clock: Clock,
         issuer: str,
-        prefix: str,
         skew_s: int,
     ) -> None:
         self._pool = pool
-        self._redis = redis
+        self._held = held
         self._keys = keys
         self.signing = signing
         self.portals = portals
+        self._cards = cards
         self._clock = clock
         self.issuer = issuer.rstrip("/")
-        self._prefix = f"{prefix}portal:"
         self._skew_s = skew_s
 
     def url(self, endpoint: str) -> str:
@@ -264,7 +264,7 @@ class Provider:
 
     # -- client authentication (private_key_jwt, RFC 7523 §2.2)
 
-    async def authenticate(self, form: Mapping[str, str], endpoint: str) -> Portal:
+    async def authenticate(self, form: Mapping[str, str]) -> Portal:
         """The portal whose client assertion this is; `invalid_client` for anything else, replays included."""
         if form.get("client_assertion_type") != JWT_BEARER or not form.get("client_assertion"):
             raise Refusal("invalid_client", "authenticate with private_key_jwt (client_assertion)")
@@ -295,15 +295,15 @@ class Provider:
         except JoseError as exc:
             raise Refusal("invalid_client", f"the client assertion does not hold: {exc.error}") from exc
         claims = token.claims
-        audiences = claims["aud"] if isinstance(claims["aud"], list) else [claims["aud"]]
-        accepted = {self.issuer, self.url(endpoint), self.url("token")}
-        if not accepted.intersection(audiences):
-            raise Refusal("invalid_client", "the client assertion's aud must be the issuer or this endpoint")
+        # the issuer identifier alone, as one string (RFC 7523bis, FAPI 2.0): an assertion made for an endpoint
+        # URL, or for a list of audiences, could be replayed to another server that shares one of them
+        if not isinstance(claims["aud"], str) or not secrets.compare_digest(claims["aud"], self.issuer):
+            raise Refusal("invalid_client", "the client assertion's aud must be the issuer identifier (one string)")
         exp = float(claims["exp"])
         if exp - now > MAX_ASSERTION_S + self._skew_s:
             raise Refusal("invalid_client", f"a client assertion may live {MAX_ASSERTION_S} s at most")
-        key = f"{self._prefix}jti:{client_id}:{_digest(str(claims['jti']))}"
-        if not await self._redis.set(key, b"1", nx=True, ex=max(1, int(exp - now) + self._skew_s)):
+        ttl_s = max(1, int(exp - now) + self._skew_s)
+        if not await self._held.first_use_of_assertion(client_id, _digest(str(claims["jti"])), ttl_s):
             raise Refusal("invalid_client", "this client assertion (jti) has been used already")
         return portal
 
@@ -351,7 +351,7 @@ class Provider:
             expires_at=self._clock.now() + PAR_TTL_S,
         )
         handle = random_token(32)
-        await self._redis.set(self._key("par", handle), msgspec.json.encode(held), ex=PAR_TTL_S + LINGER_S)
+        await self._held.hold_request(handle, held, PAR_TTL_S + LINGER_S)
         return REQUEST_URI_PREFIX + handle, PAR_TTL_S
 
     # -- authorization: the request becomes a login request for the app
@@ -360,10 +360,9 @@ class Provider:
         """The login request made from a pushed request (used once), and the waiting page's polling secret."""
         if not request_uri or not request_uri.startswith(REQUEST_URI_PREFIX):
             raise Refusal("invalid_request_uri", "authorize takes a request_uri from the PAR endpoint only")
-        raw = await self._redis.getdel(self._key("par", request_uri.removeprefix(REQUEST_URI_PREFIX)))
-        if raw is None:
+        held = await self._held.take_request(request_uri.removeprefix(REQUEST_URI_PREFIX))
+        if held is None:
             raise Refusal("invalid_request_uri", "this request_uri is unknown, used or expired")
-        held = msgspec.json.decode(raw, type=Authorization)
         if held.client_id != client_id:
             raise Refusal("invalid_request_uri", "this request_uri belongs to another client")
         now = self._clock.now()
@@ -387,21 +386,14 @@ class Provider:
             created_at=now,
             expires_at=now + LOGIN_TTL_S,
         )
-        await self._redis.set(self._key("login", login.login_id), msgspec.json.encode(login), ex=LOGIN_TTL_S + LINGER_S)
+        await self._held.hold_login(login, LOGIN_TTL_S + LINGER_S)
         return login, secret
 
-    def _key(self, kind: str, name: str) -> str:
-        return f"{self._prefix}{kind}:{name}"
-
     async def _login(self, login_id: str) -> tuple[LoginRequest, Ending | None]:
-        async with self._redis.pipeline(transaction=False) as pipe:
-            pipe.get(self._key("login", login_id))
-            pipe.get(self._key("end", login_id))
-            raw, ended = await pipe.execute()
-        if raw is None:
+        login, ending = await self._held.login(login_id)
+        if login is None:
             raise Refusal("login_not_found", "no login request has this id (or it ended long ago)")
-        login = msgspec.json.decode(raw, type=LoginRequest)
-        return login, msgspec.json.decode(ended, type=Ending) if ended is not None else None
+        return login, ending
 
     def _refusal_redirect(self, login: LoginRequest, description: str) -> str:
         return with_params(
@@ -411,11 +403,7 @@ class Provider:
 
     async def _end(self, login: LoginRequest, ending: Ending) -> bool:
         """Record how the request ended; False when it had ended already (another answer came first)."""
-        return bool(
-            await self._redis.set(
-                self._key("end", login.login_id), msgspec.json.encode(ending), nx=True, ex=LOGIN_TTL_S + LINGER_S
-            )
-        )
+        return await self._held.end(login.login_id, ending, LOGIN_TTL_S + LINGER_S)
 
     async def _open(self, login_id: str) -> LoginRequest:
         """A login request still waiting for the citizen; an expired one is ended here."""
@@ -429,15 +417,9 @@ class Provider:
             raise Refusal("login_expired", "the login request has expired; start again at the portal")
         return login
 
-    async def _card(self, device: Principal) -> dict[str, Any]:
-        card = await store.card_of_device(self._pool, device.owner_id)
-        if card is None or card["device_status"] != "active":
-            raise Refusal("client_disabled", "this device no longer carries the e-card")
-        if card["card_status"] == "suspended":
-            raise Refusal("card_suspended", "the card is suspended")
-        if card["card_status"] == "cancelled":
-            raise Refusal("card_cancelled", "the card is cancelled")
-        return card
+    async def _card(self, device: Principal) -> str:
+        """The card the device carries; refuses a retired device and a suspended or cancelled card."""
+        return (await self._cards.device_card(device.owner_id)).card_id
 
     async def view(self, device: Principal, login_id: str) -> LoginView:
         self._device(device)
@@ -455,7 +437,7 @@ class Provider:
     async def approve(self, device: Principal, login_id: str, number: int | None) -> str:
         """The citizen's yes: a code for the portal, bound to the card; a wrong number ends the request."""
         self._device(device)
-        card = await self._card(device)
+        holder = await self._holder(await self._card(device))
         login = await self._open(login_id)
         if login.number is not None and (number is None or not secrets.compare_digest(str(number), str(login.number))):
             await self._end(login, Ending("failed", self._refusal_redirect(login, "the number did not match")))
@@ -467,8 +449,8 @@ class Provider:
             redirect_uri=login.redirect_uri,
             code_challenge=login.code_challenge,
             nonce=login.nonce,
-            card_id=card["card_id"],
-            subject=self._keys.pseudonym(f"portal:{login.client_id}".encode(), card["cardholder_id"].encode()),
+            card_id=holder.card_id,
+            subject=self._keys.pseudonym(f"portal:{login.client_id}".encode(), holder.cardholder_id.encode()),
             claims=login.claims,
             auth_time=int(now),
             expires_at=now + CODE_TTL_S,
@@ -478,7 +460,7 @@ class Provider:
             recorded = await store.record_login(
                 conn,
                 login.login_id,
-                card["card_id"],
+                holder.card_id,
                 login.client_id,
                 list(login.claims),
                 "approved",
@@ -487,22 +469,22 @@ class Provider:
             )
             if not recorded:
                 raise Refusal("login_closed", "the login request has been answered already")
-            await self._redis.set(self._key("code", _digest(code)), msgspec.json.encode(grant), ex=CODE_TTL_S + 30)
+            await self._held.hold_code(_digest(code), grant, CODE_TTL_S + 30)
             if not await self._end(login, Ending("approved", redirect)):
-                await self._redis.delete(self._key("code", _digest(code)))
+                await self._held.drop_code(_digest(code))
                 raise Refusal("login_closed", "the login request has been answered already")
         return redirect
 
     async def deny(self, device: Principal, login_id: str) -> str:
         self._device(device)
-        card = await self._card(device)
+        card_id = await self._card(device)
         login = await self._open(login_id)
         redirect = self._refusal_redirect(login, "the citizen declined")
         async with self._pool.acquire() as conn, conn.transaction():
             recorded = await store.record_login(
                 conn,
                 login.login_id,
-                card["card_id"],
+                card_id,
                 login.client_id,
                 list(login.claims),
                 "denied",
@@ -540,15 +522,12 @@ class Provider:
         if not code:
             raise Refusal("invalid_request", "code is missing")
         code_hash = _digest(code)
-        raw = await self._redis.getdel(self._key("code", code_hash))
-        if raw is None:
-            spent = await self._redis.get(self._key("spent", code_hash))
-            if spent is not None:
-                # RFC 9700 §4.2.4: a code used twice revokes what it was exchanged for
-                await self._redis.delete(self._key("at", spent.decode() if isinstance(spent, bytes) else spent))
+        grant = await self._held.take_code(code_hash)
+        if grant is None:
+            # RFC 9700 §4.2.4: a code used twice revokes what it was exchanged for
+            if await self._held.revoke_spent(code_hash):
                 raise Refusal("invalid_grant", "this code has been used already; its tokens are revoked")
             raise Refusal("invalid_grant", "the code is unknown or expired")
-        grant = msgspec.json.decode(raw, type=Grant)
         now = self._clock.now()
         if grant.client_id != portal.client_id:
             raise Refusal("invalid_grant", "the code was issued to another client")
@@ -572,11 +551,9 @@ class Provider:
             scope=scope,
             expires_at=now + ACCESS_TTL_S,
         )
-        token_hash = _digest(access_token)
-        async with self._redis.pipeline(transaction=True) as pipe:
-            pipe.set(self._key("at", token_hash), msgspec.json.encode(access), ex=ACCESS_TTL_S + self._skew_s)
-            pipe.set(self._key("spent", code_hash), token_hash, ex=ACCESS_TTL_S + LINGER_S)
-            await pipe.execute()
+        await self._held.hold_access(
+            _digest(access_token), access, ACCESS_TTL_S + self._skew_s, code_hash, ACCESS_TTL_S + LINGER_S
+        )
         id_claims: dict[str, Any] = {
             "iss": self.issuer,
             "sub": grant.subject,
@@ -597,30 +574,32 @@ class Provider:
             "id_token": await self.signing.sign(id_claims),
         }
 
+    async def _holder(self, card_id: str) -> CardHolder:
+        holder = await self._cards.holder(card_id)
+        if holder is None:
+            raise Refusal("client_disabled", "this device no longer carries the e-card")
+        return holder
+
     async def _claim_values(self, card_id: str, claims: tuple[str, ...]) -> dict[str, str]:
-        row = await store.holder_of_card(self._pool, card_id)
-        if row is None:
+        holder = await self._cards.holder(card_id)
+        if holder is None:
             raise Refusal("invalid_grant", "the card is no longer registered")
-        if row["status"] != "active":
-            raise Refusal("invalid_grant", f"the card is {row['status']}")
-        holder = row["cardholder_id"]
+        if holder.status != "active":
+            raise Refusal("invalid_grant", f"the card is {holder.status}")
         values: dict[str, str] = {}
         if "name" in claims:
-            values["name"] = self._keys.open_pii(bytes(row["name_sealed"]), f"name:{holder}")
+            values["name"] = holder.name
         if "id_number" in claims:
-            values["id_number"] = self._keys.open_pii(bytes(row["id_sealed"]), f"id:{holder}")
+            values["id_number"] = holder.id_number
         if "region" in claims:
-            values["region"] = row["region"]
+            values["region"] = holder.region
         if "card_status" in claims:
-            values["card_status"] = row["status"]
+            values["card_status"] = holder.status
         return values
 
     async def _access(self, access_token: str) -> AccessGrant | None:
-        raw = await self._redis.get(self._key("at", _digest(access_token)))
-        if raw is None:
-            return None
-        access = msgspec.json.decode(raw, type=AccessGrant)
-        return access if self._clock.now() <= access.expires_at else None
+        access = await self._held.access(_digest(access_token))
+        return access if access is not None and self._clock.now() <= access.expires_at else None
 
     async def userinfo(self, access_token: str) -> dict[str, Any]:
         access = await self._access(access_token)
@@ -639,20 +618,20 @@ class Provider:
             raise Refusal("invalid_request", "token is missing")
         access = await self._access(access_token)
         if access is not None and access.client_id == portal.client_id:
-            await self._redis.delete(self._key("at", _digest(access_token)))
+            await self._held.drop_access(_digest(access_token))
 
     async def history(self, device: Principal, card_id: str, limit: int = 100) -> list[LoginEntry]:
         if device.parent_id != card_id:
             raise Refusal("forbidden", "a device may read its own card's logins only")
         return [
             LoginEntry(
-                login_id=r["login_id"],
-                client_id=r["client_id"],
-                portal_name=r["portal_name"],
-                claims=list(r["claims"]),
-                outcome=r["outcome"],
-                cross_device=r["cross_device"],
-                at=iso(r["at"].timestamp()),
+                login_id=r.login_id,
+                client_id=r.client_id,
+                portal_name=r.portal_name,
+                claims=r.claims,
+                outcome=r.outcome,
+                cross_device=r.cross_device,
+                at=iso(r.at.timestamp()),
             )
             for r in await store.logins_of_card(self._pool, card_id, limit)
         ]

@@ -4,15 +4,18 @@ from __future__ import annotations
 
 import json
 import logging
-from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 import aiohttp
+import msgspec
 
 from ecard.kit import peers
 from ecard.kit.refusal import Refusal
+from ecard.yukuai.models import LinkProof, ResolvedCode
 
 log = logging.getLogger("ecard.yukuai")
+
+T = TypeVar("T")
 
 # what the platform says about a 渝快码, and what a terminal is told for it
 _CODE_REFUSALS = {
@@ -20,20 +23,26 @@ _CODE_REFUSALS = {
     "code_expired": ("code_expired", "the 渝快码 has expired; ask the holder to refresh it"),
     "code_used": ("code_already_used", "this 渝快码 has been used already"),
 }
+# what the platform says about a link token: to the holder, each means "get a fresh one in the 渝快办 app"
+_TOKEN_REFUSALS = {"token_unknown", "token_expired", "token_used"}
 
 
 class RequestSigner(Protocol):
     def sign(self, method: str, url: str, body: bytes) -> dict[str, str]: ...
 
 
-@dataclass(frozen=True)
-class Account:
-    account_id: str
-    status: str
+def check_platform_url(base_url: str) -> None:
+    """Refuse a platform URL that is not https (plain http to a loopback stand-in alone): checked at start."""
+    insecure = peers.insecure(base_url)
+    if insecure is not None:
+        raise ValueError(f"ECARD_YUKUAI_URL: {insecure}")
 
 
 class YukuaiPlatform:
-    """The 渝快办 platform over HTTP: resolves 渝快码 to accounts and tells whether an account exists."""
+    """The 渝快办 platform over HTTP: resolves 渝快码 to accounts and redeems the link tokens it gave its users.
+
+    Its answers are believed only in the shape the protocol gives them (anything else is `issuer_unavailable`),
+    and only over https (plain http to a loopback stand-in alone)."""
 
     def __init__(self, base_url: str, signer: RequestSigner, http: aiohttp.ClientSession, timeout_s: float) -> None:
         self._base = base_url.rstrip("/")
@@ -41,12 +50,10 @@ class YukuaiPlatform:
         self._http = http
         self._timeout_s = timeout_s
 
-    async def _call(self, method: str, path: str, body: dict[str, Any] | None = None) -> tuple[int, dict[str, Any]]:
+    async def _call(self, method: str, path: str, body: dict[str, Any]) -> peers.PeerAnswer:
         url = f"{self._base}{path}"
-        raw = b"" if body is None else json.dumps(body).encode()
-        headers = self._signer.sign(method, url, raw)
-        if body is not None:
-            headers["Content-Type"] = "application/json"
+        raw = json.dumps(body).encode()
+        headers = {"Content-Type": "application/json", **self._signer.sign(method, url, raw)}
         try:
             answer = await peers.call(self._http, method, url, raw, headers, self._timeout_s)
         except peers.PeerUnreachableError as exc:
@@ -54,22 +61,40 @@ class YukuaiPlatform:
             raise Refusal("issuer_unavailable", "the 渝快办 platform could not be reached") from exc
         if answer.status >= 500:
             raise Refusal("issuer_unavailable", f"the 渝快办 platform answered {answer.status}")
-        return answer.status, answer.body if isinstance(answer.body, dict) else {}
+        return answer
+
+    @staticmethod
+    def _read(answer: peers.PeerAnswer, shape: type[T]) -> T:
+        try:
+            return msgspec.json.decode(answer.raw, type=shape)
+        except msgspec.DecodeError as exc:
+            log.warning("yukuai platform answer refused", extra={"status": answer.status})
+            raise Refusal("issuer_unavailable", "the 渝快办 platform answered what it may not") from exc
+
+    @staticmethod
+    def _code(answer: peers.PeerAnswer) -> str | None:
+        code = answer.body.get("code") if isinstance(answer.body, dict) else None
+        return code if isinstance(code, str) else None
 
     async def resolve(self, code: str) -> str:
         """The account a 渝快码 belongs to; the platform uses the code up in the same step."""
-        status, body = await self._call("POST", "/v1/codes/resolve", {"code": code})
-        if status == 200 and isinstance(body.get("account_id"), str):
-            return str(body["account_id"])
-        refusal = _CODE_REFUSALS.get(str(body.get("code")))
+        answer = await self._call("POST", "/v1/codes/resolve", {"code": code})
+        if answer.status == 200:
+            return self._read(answer, ResolvedCode).account_id
+        refusal = _CODE_REFUSALS.get(self._code(answer) or "")
         if refusal is None:
-            raise Refusal("issuer_unavailable", f"the 渝快办 platform could not resolve the code ({status})")
+            raise Refusal("issuer_unavailable", f"the 渝快办 platform could not resolve the code ({answer.status})")
         raise Refusal(*refusal)
 
-    async def account(self, account_id: str) -> Account | None:
-        status, body = await self._call("GET", f"/v1/accounts/{account_id}")
-        if status == 404:
-            return None
-        if status != 200 or body.get("account_id") != account_id:
-            raise Refusal("issuer_unavailable", f"the 渝快办 platform answered {status} for an account")
-        return Account(account_id, str(body.get("status", "active")))
+    async def redeem_link_token(self, link_token: str) -> LinkProof:
+        """Whose account a link token proves, with its real name; the platform uses the token up in the same step."""
+        answer = await self._call("POST", "/v1/link-tokens/redeem", {"link_token": link_token})
+        if answer.status == 200:
+            return self._read(answer, LinkProof)
+        if self._code(answer) in _TOKEN_REFUSALS:
+            raise Refusal(
+                "link_token_invalid",
+                "the 渝快办 platform does not vouch for this link token (unknown, expired or used): get a fresh one",
+                extra={"fields": ["link_token"]},
+            )
+        raise Refusal("issuer_unavailable", f"the 渝快办 platform could not redeem the link token ({answer.status})")

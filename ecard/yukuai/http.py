@@ -2,25 +2,15 @@
 
 from __future__ import annotations
 
-from typing import Any
-
-from litestar import Controller, Request, delete, put
+from litestar import Controller, delete, put
 from litestar.di import NamedDependency
 from litestar.params import FromPath, JSONBody
 
 from ecard.kit.edge import SIGNED_PROBLEMS, signed_by
 from ecard.kit.principal import ClientKind, Principal
 from ecard.kit.problems import problems
-from ecard.kit.refusal import Refusal
 from ecard.yukuai.models import LinkAnswer, LinkRequest
 from ecard.yukuai.service import YukuaiLinks
-
-
-def _links(request: Request[Any, Any, Any]) -> YukuaiLinks:
-    links: YukuaiLinks | None = request.app.state.yukuai
-    if links is None:
-        raise Refusal("issuer_unavailable", "no 渝快办 platform is configured (ECARD_YUKUAI_URL)")
-    return links
 
 
 class YukuaiLinkController(Controller):
@@ -31,12 +21,16 @@ class YukuaiLinkController(Controller):
     @put(
         "/",
         status_code=200,
-        summary="Link the card to a 渝快办 account, with the holder's consent",
+        summary="Link the card to a 渝快办 account, with the holder's consent and the platform's link token",
+        description="`link_token` is what the 渝快办 app gives its logged-in user for this account (one use, "
+        "minutes long); the account's real name at the platform must be the card holder's.",
         responses=problems(
             *SIGNED_PROBLEMS,
             "forbidden",
             "consent_required",
-            "account_not_found",
+            "link_token_required",
+            "link_token_invalid",
+            "identity_mismatch",
             "link_exists",
             "card_suspended",
             "card_cancelled",
@@ -45,12 +39,12 @@ class YukuaiLinkController(Controller):
     )
     async def link(
         self,
-        request: Request[Any, Any, Any],
+        yukuai: NamedDependency[YukuaiLinks],
         device: NamedDependency[Principal],
         card_id: FromPath[str],
         data: JSONBody[LinkRequest],
     ) -> LinkAnswer:
-        return await _links(request).link(device, card_id, data.account_id, data.consent)
+        return await yukuai.link(device, card_id, data.account_id, data.consent, data.link_token)
 
     @delete(
         "/",
@@ -59,6 +53,6 @@ class YukuaiLinkController(Controller):
         responses=problems(*SIGNED_PROBLEMS, "forbidden", "not_found"),
     )
     async def unlink(
-        self, request: Request[Any, Any, Any], device: NamedDependency[Principal], card_id: FromPath[str]
+        self, yukuai: NamedDependency[YukuaiLinks], device: NamedDependency[Principal], card_id: FromPath[str]
     ) -> LinkAnswer:
-        return await _links(request).unlink(device, card_id)
+        return await yukuai.unlink(device, card_id)

@@ -3,23 +3,40 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
+
+import asyncpg
+import msgspec
 
 from ecard.kit.infra import Conn, Executor
 
 
-async def card_status(conn: Executor, card_id: str) -> str | None:
-    status: str | None = await conn.fetchval("SELECT status FROM cards WHERE card_id = $1", card_id)
-    return status
+class LinkRow(msgspec.Struct, frozen=True):
+    link_id: str
+    card_id: str
+    account_id: str
+    consent_version: str
+    consented_at: datetime
+    revoked_at: datetime | None
 
 
-async def active_link_of_card(conn: Executor, card_id: str) -> dict[str, Any] | None:
+def _link(row: asyncpg.Record) -> LinkRow:
+    return LinkRow(
+        link_id=row["link_id"],
+        card_id=row["card_id"],
+        account_id=row["account_id"],
+        consent_version=row["consent_version"],
+        consented_at=row["consented_at"],
+        revoked_at=row["revoked_at"],
+    )
+
+
+async def active_link_of_card(conn: Executor, card_id: str) -> LinkRow | None:
     row = await conn.fetchrow(
         "SELECT link_id, card_id, account_id, consent_version, consented_at, revoked_at FROM yukuai_links"
         " WHERE card_id = $1 AND revoked_at IS NULL",
         card_id,
     )
-    return dict(row) if row else None
+    return _link(row) if row else None
 
 
 async def linked_card(conn: Executor, account_id: str) -> str | None:
@@ -31,7 +48,7 @@ async def linked_card(conn: Executor, account_id: str) -> str | None:
 
 async def insert_link(
     conn: Conn, link_id: str, card_id: str, account_id: str, consent_version: str, at: datetime
-) -> dict[str, Any] | None:
+) -> LinkRow | None:
     """The new link, or None when the account is linked to another card already."""
     row = await conn.fetchrow(
         "INSERT INTO yukuai_links (link_id, card_id, account_id, consent_version, consented_at)"
@@ -43,14 +60,14 @@ async def insert_link(
         consent_version,
         at,
     )
-    return dict(row) if row else None
+    return _link(row) if row else None
 
 
-async def revoke_link(conn: Conn, card_id: str, at: datetime) -> dict[str, Any] | None:
+async def revoke_link(conn: Conn, card_id: str, at: datetime) -> LinkRow | None:
     row = await conn.fetchrow(
         "UPDATE yukuai_links SET revoked_at = $2 WHERE card_id = $1 AND revoked_at IS NULL"
         " RETURNING link_id, card_id, account_id, consent_version, consented_at, revoked_at",
         card_id,
         at,
     )
-    return dict(row) if row else None
+    return _link(row) if row else None

@@ -12,7 +12,7 @@ from typing import Any, Self
 import pytest
 from cryptography.hazmat.primitives.asymmetric import ed25519
 
-from ecard.federation.requestkey import IssuerRequestKey
+from ecard.federation import Audience, IssuerRequestKey
 from ecard.kit.jwk import public_jwk, thumbprint
 from tests.standins import StandinBank
 
@@ -24,12 +24,15 @@ def bank(tmp_path: Path) -> Iterator[StandinBank]:
 
 
 def request_key(issuer: str = "cq") -> IssuerRequestKey:
-    """An issuer request key made here, published like `GET /v1/issuer/request-keys` publishes one."""
+    """An issuer request key for the bank made here."""
     private = ed25519.Ed25519PrivateKey.generate()
-    jwk = public_jwk(private.public_key())
-    kid = thumbprint(jwk)
-    published = ({**jwk, "kid": kid, "alg": "EdDSA", "use": "sig", "status": "active"},)
-    return IssuerRequestKey(issuer=issuer, kid=kid, private=private, published=published)
+    return IssuerRequestKey(issuer, Audience.BANK, thumbprint(public_jwk(private.public_key())), private)
+
+
+def published(key: IssuerRequestKey, status: str = "active") -> dict[str, str]:
+    """The key as `GET /v1/issuer/request-keys` publishes it."""
+    jwk = public_jwk(key.private.public_key())
+    return {**jwk, "kid": key.kid, "alg": "EdDSA", "use": "sig", "status": status, "audience": key.audience.value}
 
 
 class _LoopbackServer:
@@ -105,7 +108,7 @@ def issuer_key() -> IssuerRequestKey:
 
 @pytest.fixture
 def key_set(issuer_key: IssuerRequestKey) -> Iterator[KeySetServer]:
-    with KeySetServer(issuer_key.jwks()) as served:
+    with KeySetServer({"issuer": issuer_key.issuer, "keys": [published(issuer_key)]}) as served:
         yield served
 
 

@@ -9,7 +9,7 @@ import pytest
 
 from ecard.bank import BankRefused
 from ecard.config import Settings
-from ecard.federation.requestkey import IssuerRequestKey
+from ecard.federation import Audience, IssuerRequestKey, IssuerRequestKeys
 from ecard.kit.crypto import Keys, load_master_key
 from ecard.kit.infra import create_pool
 from tests.bank.conftest import request_key
@@ -18,12 +18,13 @@ from tests.standins import StandinBank
 
 
 async def live_request_key(live: LiveEcard) -> IssuerRequestKey:
-    """The issuer request key exactly as the live installation's workers load it."""
+    """The issuer's request key for the bank, exactly as the live installation's workers load it."""
     settings = Settings(database_url=live.env["ECARD_DATABASE_URL"], secret_key=live.env["ECARD_SECRET_KEY"])
     assert settings.database_url
     pool = await create_pool(settings.database_url, 1, 1)
     try:
-        return await IssuerRequestKey.load(pool, Keys.from_master(load_master_key(settings)), live.issuer)
+        keys = await IssuerRequestKeys.load(pool, Keys.from_master(load_master_key(settings)), live.issuer)
+        return keys.signer(Audience.BANK)
     finally:
         await pool.close()
 

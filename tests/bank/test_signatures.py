@@ -12,10 +12,10 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric import ed25519
 
 from ecard.bank import BankRefused
-from ecard.federation.requestkey import IssuerRequestKey
+from ecard.federation import IssuerRequestKey
 from ecard.kit.jwk import ALG_ED25519
 from ecard.kit.signing import sign_request
-from tests.bank.conftest import KeySetServer, request_key
+from tests.bank.conftest import KeySetServer, published, request_key
 from tests.standins import StandinBank
 
 
@@ -120,7 +120,7 @@ async def test_forged_tampered_stale_and_replayed_requests_are_refused(
 
 async def test_a_revoked_request_key_is_not_trusted(tmp_path: Path) -> None:
     active, revoked = request_key(), request_key()
-    document = {"issuer": "cq", "keys": [*active.published, {**revoked.published[0], "status": "revoked"}]}
+    document = {"issuer": "cq", "keys": [published(active), published(revoked, "revoked")]}
     with KeySetServer(document) as served, StandinBank.running(tmp_path / "bank", trust_keys=served.url) as bank:
         await bank.credit("crd_revoked", 1_000)
         adapter = bank.adapter(signer=revoked)

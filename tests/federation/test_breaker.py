@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+
 from ecard.federation import Breaker
 
 
@@ -44,3 +47,37 @@ def test_a_success_resets_the_count_of_failures_in_a_row() -> None:
     breaker.failed()
     breaker.failed()
     assert breaker.allow()
+
+
+async def test_a_trial_call_that_is_cancelled_frees_the_trial_rather_than_holding_the_circuit_open() -> None:
+    ticks = Ticks()
+    breaker = Breaker(threshold=1, cooldown_s=5.0, now=ticks)
+    breaker.failed()
+    ticks.now += 5.1
+    assert breaker.allow()  # the one trial after the cool-down
+    assert not breaker.allow()
+    started = asyncio.Event()
+
+    async def trial() -> None:
+        with breaker.call():
+            started.set()
+            await asyncio.Event().wait()  # a partner that never answers, until the terminal hangs up
+
+    task = asyncio.create_task(trial())
+    await started.wait()
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
+    assert breaker.allow()  # the next request is the trial now: the circuit is not stuck open
+    with breaker.call() as outcome:
+        outcome.ok = True
+    assert breaker.allow()
+    assert breaker.allow()  # closed
+
+
+async def test_the_outcome_of_a_call_is_recorded_when_the_call_raises() -> None:
+    breaker = Breaker(threshold=1, cooldown_s=5.0, now=Ticks())
+    with contextlib.suppress(RuntimeError), breaker.call() as outcome:
+        outcome.ok = False
+        raise RuntimeError
+    assert not breaker.allow()  # the failure counted: open

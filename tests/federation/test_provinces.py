@@ -191,7 +191,14 @@ async def test_a_partner_key_revoked_is_refused_once_the_trust_list_is_refreshed
 async def test_requests_between_issuers_are_signed_with_the_published_request_key(cq: LiveWorld) -> None:
     keys = (await cq.client.get("/v1/issuer/request-keys")).json()
     assert keys["issuer"] == "cq"
-    assert [k["status"] for k in keys["keys"]] == ["active"]
+    # one key for each audience, the partners' first (where partners have always looked)
+    assert [(k["audience"], k["status"]) for k in keys["keys"]] == [
+        ("federation", "active"),
+        ("yukuai", "active"),
+        ("bank", "active"),
+        ("callback", "active"),
+    ]
+    assert len({k["kid"] for k in keys["keys"]}) == 4
     assert {"kty", "crv", "x", "kid"} <= keys["keys"][0].keys()
     async with httpx.AsyncClient() as plain:
         unsigned = await plain.post(

@@ -18,7 +18,7 @@ import pytest
 
 from ecard.config import Settings
 from ecard.kit.jwk import parse_public_jwk
-from ecard.kit.signing import parse_signature_params, verify_signature
+from ecard.kit.signing import authority, parse_signature_params, require_peer, verify_signature
 from tests.live import free_port
 from tests.standins import StandinBank
 from tests.support import Actor, Parties, World
@@ -111,14 +111,17 @@ def merchant_server() -> Iterator[MerchantServer]:
 
 
 def check_signed_by_issuer(received: Received, key_set: dict[str, Any], url: str) -> None:
-    """The callback carries an RFC 9421 signature that verifies with the issuer's published request key."""
+    """The callback carries an RFC 9421 signature that verifies with the issuer's published request key for
+    callbacks, made for callbacks (tag) to this merchant server (@authority)."""
     params = parse_signature_params(received.headers, has_body=True)
     issuer, _, kid = params.keyid.partition(":")
     assert issuer == key_set["issuer"]
     jwk = next(k for k in key_set["keys"] if k["kid"] == kid)
+    assert jwk["audience"] == "callback"
     key, alg, _ = parse_public_jwk({name: jwk[name] for name in ("kty", "crv", "x")})
     path = httpx.URL(url).raw_path.decode()
     verify_signature(params, key, alg, "POST", path.partition("?")[0], "", received.headers, received.body)
+    require_peer(params, "ecard-callback", received.headers, {authority(url)})
 
 
 async def until(check: Callable[[], bool], timeout_s: float = 10.0) -> None:

@@ -6,6 +6,7 @@ import asyncio
 
 import pytest
 
+from ecard.federation import Audience
 from ecard.kit.refusal import Refusal
 from ecard.payments import CallbackPolicy, Callbacks
 from tests.payments.conftest import MerchantServer, Shop, check_signed_by_issuer, until
@@ -135,7 +136,8 @@ async def test_several_workers_never_send_one_event_twice(
         assert (await shop.pay(device, bill["bill_id"])).status_code == 200
     merchant_server.up()
     policy = CallbackPolicy(base_delay_s=0.01, window_s=86_400, poll_s=0.01, timeout_s=2)
-    workers = [Callbacks(world.app.state.pool, world.clock, world.app.state.request_key, policy) for _ in range(4)]
+    signer = world.app.state.request_keys.signer(Audience.CALLBACK)
+    workers = [Callbacks(world.app.state.pool, world.clock, signer, policy) for _ in range(4)]
     try:
         world.clock.advance(3_600)
         await asyncio.gather(*(w.deliver_due() for w in workers for _ in range(3)))

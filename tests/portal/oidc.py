@@ -72,6 +72,9 @@ class PortalClient:
             answer = await http.get(DISCOVERY)
         assert answer.status_code == 200, answer.text
         self.metadata = answer.json()
+        # the provider takes the issuer identifier as the assertion's only audience; Authlib's default would be
+        # the URL of each endpoint called
+        self.auth.token_endpoint = self.metadata["issuer"]
         return self.metadata
 
     async def aclose(self) -> None:

@@ -162,15 +162,30 @@ async def test_bad_client_assertions_are_refused(world: World, police: PortalCli
     assert oauth_error(await police.push_raw(mismatched, signed=False)) == (401, "invalid_client")
 
 
-async def test_an_assertion_for_the_endpoint_url_is_accepted_but_never_twice(
-    world: World, police: PortalClient
-) -> None:
+async def test_an_assertion_for_the_issuer_is_accepted_but_never_twice(world: World, police: PortalClient) -> None:
     params, *_ = police.request_params()
-    once = assertion(police, aud=police.metadata["pushed_authorization_request_endpoint"])
+    once = assertion(police)
     assert (await police.push_raw({**params, **once}, signed=False)).status_code == 201
     replay = await police.push_raw({**params, **once}, signed=False)
     assert oauth_error(replay) == (401, "invalid_client")
     assert "used already" in replay.json()["error_description"]
+
+
+async def test_an_assertion_is_refused_for_any_audience_but_the_issuer_alone(
+    world: World, police: PortalClient
+) -> None:
+    params, *_ = police.request_params()
+    for audience in (
+        police.metadata["pushed_authorization_request_endpoint"],  # the endpoint called
+        police.metadata["token_endpoint"],
+        [BASE],  # the issuer, but as a list
+        [BASE, "https://other-provider.example"],  # one assertion good at two providers
+        BASE + "/",
+    ):
+        refused = await police.push_raw({**params, **assertion(police, aud=audience)}, signed=False)
+        assert oauth_error(refused) == (401, "invalid_client"), audience
+        assert "aud" in refused.json()["error_description"]
+    assert (await police.push_raw({**params, **assertion(police, aud=BASE)}, signed=False)).status_code == 201
 
 
 async def test_an_expired_login_request_is_refused(world: World, police: PortalClient) -> None:
