@@ -98,9 +98,14 @@ def _standin_bank_beside(live: Settings, host: str, port: int) -> Iterator[str]:
     own = "127.0.0.1" if host in {"0.0.0.0", "::", ""} else host  # noqa: S104 - compared, not bound
     trust = f"http://{own}:{port}/v1/issuer/request-keys"
     folder = live.data_dir.resolve()
-    with running_standin(folder / "standin-bank", trust, folder / "standin-bank.log") as url:
-        print(f"stand-in bank on {url} (ledger in {folder / 'standin-bank'})", file=sys.stderr)
-        yield url
+    with running_standin(folder / "standin-bank", trust, folder / "standin-bank.log") as standin:
+        if standin.moved_from is not None:
+            print(
+                f"port {standin.moved_from}, the stand-in bank's last time, is taken: it is on {standin.port} now",
+                file=sys.stderr,
+            )
+        print(f"stand-in bank on {standin.url} (ledger in {folder / 'standin-bank'})", file=sys.stderr)
+        yield standin.url
 
 
 def cmd_standin_yukuai(args: argparse.Namespace, _: Settings) -> int:

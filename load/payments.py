@@ -303,7 +303,8 @@ def main(argv: list[str] | None = None) -> int:
         try:
             if env.get("ECARD_DATABASE_URL"):
                 ecard_cli(env, "migrate")
-            with running_standin(Path(folder) / "bank", None, Path(folder) / "bank.log") as bank_url:
+            with running_standin(Path(folder) / "bank", None, Path(folder) / "bank.log") as standin:
+                bank_url = standin.url
                 env["ECARD_BANK_URL"] = bank_url
                 with serving(env) as server:
                     say(f"ecard serve on {server.base_url} (pid {server.proc.pid}), stand-in bank on {bank_url}")
