@@ -45,7 +45,7 @@ from ecard.operators import Operators
 from ecard.operators.http import SessionController
 from ecard.ops import configure
 from ecard.ops.http import EchoController, OpsController, access_middleware
-from ecard.payments import CallbackPolicy, Callbacks, Payments, Recovery
+from ecard.payments import CallbackPolicy, Callbacks, Destinations, Payments, Recovery
 from ecard.payments.http import BillController, StatementController
 from ecard.portal import Portals, Provider, SigningKeys
 from ecard.portal.http import LoginController, OAuthController, PortalAdminController, ProviderController
@@ -56,7 +56,7 @@ from ecard.yukuai import YukuaiLinks, YukuaiPlatform
 from ecard.yukuai.http import YukuaiLinkController
 
 # The collaborators routes are handed by name (see ecard.kit.edge.provide); each is built in the lifespan.
-COLLABORATORS = ("authenticator", "operator_sessions")
+COLLABORATORS = ("authenticator", "operator_sessions", "payments")
 
 
 def create_app(settings: Settings, clock: Clock | None = None) -> Litestar:
@@ -157,6 +157,7 @@ def create_app(settings: Settings, clock: Clock | None = None) -> Litestar:
         )
         background = [asyncio.create_task(ring.keep_fresh()), asyncio.create_task(federation.keep_fresh())]
         bank = HttpBank(settings.bank_url, request_key, settings.bank_timeout_s) if settings.bank_url else None
+        destinations = Destinations(allow_loopback=settings.callback_allow_loopback)
         callbacks = Callbacks(
             pool,
             clock,
@@ -165,13 +166,26 @@ def create_app(settings: Settings, clock: Clock | None = None) -> Litestar:
                 base_delay_s=settings.callback_base_delay_s,
                 window_s=settings.callback_window_s,
                 poll_s=settings.callback_poll_s,
-                timeout_s=settings.callback_timeout_s,
+                deadline_s=settings.callback_timeout_s,
+                concurrency=settings.callback_concurrency,
+                per_merchant=settings.callback_per_merchant,
             ),
+            destinations,
         )
         state.bank = bank
         state.callbacks = callbacks
         state.payments = Payments(
-            pool, redis, settings.redis_prefix, clock, merchants, catalog, cards, bank, callbacks.wake
+            pool,
+            redis,
+            settings.redis_prefix,
+            clock,
+            merchants,
+            catalog,
+            cards,
+            bank,
+            callbacks.wake,
+            destinations,
+            settings.payment_recovery_grace_s,
         )
         background.append(asyncio.create_task(callbacks.run()))
         if bank is not None:

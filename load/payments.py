@@ -63,6 +63,8 @@ def payment_env(data_dir: Path) -> dict[str, str]:
     env.update(LONG_LIVED)
     env.update(
         ECARD_LOAD_ECHO="1",
+        # the callbacks go to the service's own echo route on loopback
+        ECARD_CALLBACK_ALLOW_LOOPBACK="1",
         ECARD_REDIS_PREFIX=f"ecardload:pay:{secrets.token_hex(6)}:",
         ECARD_DATA_DIR=str(data_dir),
     )
