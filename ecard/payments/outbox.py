@@ -169,7 +169,7 @@ class Callbacks:
             return None, "destination_refused"
         except TimeoutError:
             return (status, None) if status is not None else (None, "deadline_exceeded")
-        except httpx.HTTPError as exc:
+        except (httpx.HTTPError, httpx.InvalidURL) as exc:
             return (status, None) if status is not None else (None, type(exc).__name__)
         return status, None
 

@@ -4,16 +4,25 @@ name is resolved (a name that resolves to a private address, as in DNS rebinding
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
+import datetime as dt
 import socket
+import ssl
 import threading
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
 
 from ecard.config import Settings
 from ecard.payments import CallbackPolicy, Callbacks, Destinations
 from ecard.payments.destinations import DestinationRefused, Resolver
+from ecard.payments.models import LeasedEvent
 from tests.payments.conftest import Shop
 from tests.support import World, problem
 
@@ -160,3 +169,82 @@ async def test_a_rebound_name_gets_no_callback(world: World, shop: Shop, listene
     assert log
     assert {a["error"] for a in log} == {"destination_refused"}
     assert listener == []
+
+
+@pytest.fixture
+def tls_listener(tmp_path: Path) -> Iterator[tuple[int, list[str | None]]]:
+    """A TLS server on loopback with a self-signed certificate, noting the server name each client asks for."""
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "pay.shop.example")])
+    now = dt.datetime.now(dt.UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - dt.timedelta(days=1))
+        .not_valid_after(now + dt.timedelta(days=1))
+        .sign(key, hashes.SHA256())
+    )
+    (tmp_path / "cert.pem").write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    (tmp_path / "key.pem").write_bytes(
+        key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+    )
+    asked: list[str | None] = []
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(tmp_path / "cert.pem", tmp_path / "key.pem")
+    context.sni_callback = lambda _sock, server_name, _ctx: asked.append(server_name)
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.bind(("127.0.0.1", 0))
+    sock.listen()
+    sock.settimeout(0.2)
+    stop = threading.Event()
+
+    def serve() -> None:
+        while not stop.is_set():
+            try:
+                conn, _ = sock.accept()
+            except TimeoutError:
+                continue
+            with contextlib.suppress(OSError, ssl.SSLError), context.wrap_socket(conn, server_side=True):
+                pass
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    try:
+        yield sock.getsockname()[1], asked
+    finally:
+        stop.set()
+        thread.join(timeout=5)
+        sock.close()
+
+
+async def test_a_pinned_delivery_asks_tls_for_the_name_not_the_address(
+    world: World, tls_listener: tuple[int, list[str | None]]
+) -> None:
+    port, asked = tls_listener
+    callbacks = Callbacks(
+        world.app.state.pool,
+        world.clock,
+        world.app.state.request_key,
+        CallbackPolicy(base_delay_s=0.01, window_s=86_400, poll_s=0.01, deadline_s=5),
+        Destinations(allow_loopback=True, resolver=resolving_to("127.0.0.1")),
+    )
+    event = LeasedEvent(
+        event_id="evt_tls",
+        merchant_id="mch_tls",
+        notify_url=f"https://pay.shop.example:{port}/notify",
+        body=b"{}",
+        attempts=0,
+        created_at=dt.datetime.now(dt.UTC),
+        lease_token="lse_tls",
+    )
+    try:
+        status, error = await callbacks._post(event)
+    finally:
+        await callbacks.aclose()
+    # it reached the checked address, asked for the name (whose certificate, self-signed here, it then refused)
+    assert asked == ["pay.shop.example"]
+    assert status is None
+    assert error == "ConnectError"
