@@ -46,7 +46,7 @@ from ecard.operators import Operators
 from ecard.operators.http import SessionController
 from ecard.ops import configure
 from ecard.ops.http import EchoController, OpsController, access_middleware
-from ecard.payments import CallbackPolicy, Callbacks, Payments, Recovery
+from ecard.payments import CallbackPolicy, Callbacks, Destinations, Payments, Recovery
 from ecard.payments.http import BillController, StatementController
 from ecard.portal import Held, Portals, Provider, SigningKeys
 from ecard.portal.http import LoginController, OAuthController, PortalAdminController, ProviderController
@@ -66,6 +66,7 @@ COLLABORATORS = (
     "yukuai",
     "portal_provider",
     "portals",
+    "payments",
 )
 
 
@@ -175,6 +176,7 @@ def create_app(settings: Settings, clock: Clock | None = None) -> Litestar:
             if settings.bank_url
             else None
         )
+        destinations = Destinations(allow_loopback=settings.callback_allow_loopback)
         callbacks = Callbacks(
             pool,
             clock,
@@ -183,13 +185,26 @@ def create_app(settings: Settings, clock: Clock | None = None) -> Litestar:
                 base_delay_s=settings.callback_base_delay_s,
                 window_s=settings.callback_window_s,
                 poll_s=settings.callback_poll_s,
-                timeout_s=settings.callback_timeout_s,
+                deadline_s=settings.callback_timeout_s,
+                concurrency=settings.callback_concurrency,
+                per_merchant=settings.callback_per_merchant,
             ),
+            destinations,
         )
         state.bank = bank
         state.callbacks = callbacks
         state.payments = Payments(
-            pool, redis, settings.redis_prefix, clock, merchants, catalog, cards, bank, callbacks.wake
+            pool,
+            redis,
+            settings.redis_prefix,
+            clock,
+            merchants,
+            catalog,
+            cards,
+            bank,
+            callbacks.wake,
+            destinations,
+            settings.payment_recovery_grace_s,
         )
         background.append(asyncio.create_task(callbacks.run()))
         if bank is not None:

@@ -98,9 +98,14 @@ def _standin_bank_beside(live: Settings, host: str, port: int) -> Iterator[str]:
     own = "127.0.0.1" if host in {"0.0.0.0", "::", ""} else host  # noqa: S104 - compared, not bound
     trust = f"http://{own}:{port}/v1/issuer/request-keys"
     folder = live.data_dir.resolve()
-    with running_standin(folder / "standin-bank", trust, folder / "standin-bank.log") as url:
-        print(f"stand-in bank on {url} (ledger in {folder / 'standin-bank'})", file=sys.stderr)
-        yield url
+    with running_standin(folder / "standin-bank", trust, folder / "standin-bank.log") as standin:
+        if standin.moved_from is not None:
+            print(
+                f"port {standin.moved_from}, the stand-in bank's last time, is taken: it is on {standin.port} now",
+                file=sys.stderr,
+            )
+        print(f"stand-in bank on {standin.url} (ledger in {folder / 'standin-bank'})", file=sys.stderr)
+        yield standin.url
 
 
 def cmd_standin_yukuai(args: argparse.Namespace, _: Settings) -> int:
@@ -409,7 +414,8 @@ async def _bank(live: Settings, pool: asyncpg.Pool) -> AsyncIterator[HttpBank]:
 
 
 def cmd_payments_recover(_: argparse.Namespace, settings: Settings) -> int:
-    """One recovery round now, whatever the grace period: settles every unfinished payment and refund."""
+    """One recovery round now: settles every unfinished payment and refund that its own request has let go of (its
+    lease ran out); an answer from the bank that does not match is listed under `mismatched` (exit 1)."""
     from ecard.kit.clock import SystemClock  # noqa: PLC0415
     from ecard.kit.infra import create_pool  # noqa: PLC0415
     from ecard.payments import Recovery  # noqa: PLC0415
@@ -419,7 +425,8 @@ def cmd_payments_recover(_: argparse.Namespace, settings: Settings) -> int:
         pool = await create_pool(live.database_url, 1, 2)
         try:
             async with _bank(live, pool) as bank:
-                return (await Recovery(pool, SystemClock(), bank, 0).run_once()).as_dict()
+                recovery = Recovery(pool, SystemClock(), bank, live.payment_recovery_grace_s)
+                return (await recovery.run_once()).as_dict()
         finally:
             await pool.close()
 
@@ -429,7 +436,7 @@ def cmd_payments_recover(_: argparse.Namespace, settings: Settings) -> int:
             return 2
         done = asyncio.run(run(live))
     print(json.dumps(done, indent=2))
-    return 1 if done["left"] else 0
+    return 1 if done["left"] or done["mismatched"] else 0
 
 
 def cmd_portals(args: argparse.Namespace, settings: Settings) -> int:
@@ -584,7 +591,8 @@ def build_parser() -> argparse.ArgumentParser:
     payments = sub.add_parser("payments", help="payment pull-ups")
     payments_sub = payments.add_subparsers(dest="action", required=True)
     payments_sub.add_parser(
-        "recover", help="settle unfinished payments and refunds with the bank now (ECARD_BANK_URL)"
+        "recover",
+        help="settle unfinished payments and refunds with the bank now (ECARD_BANK_URL; those whose leases ran out)",
     ).set_defaults(func=cmd_payments_recover)
     portals = sub.add_parser("portals", help="portals that log citizens in with the e-card (OpenID Connect)")
     portals_sub = portals.add_subparsers(dest="action", required=True)

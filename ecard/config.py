@@ -63,15 +63,22 @@ class Settings:
     # the bank holding card accounts (docs/bank-protocol.md); unset: `ecard serve` embedded runs the stand-in
     bank_url: str | None = None
     bank_timeout_s: float = 2.0
-    # payments: how old an unsettled payment must be before recovery settles it with the bank, and how often it looks
-    payment_recovery_grace_s: float = 60.0
-    payment_recovery_interval_s: float = 30.0
+    # payments: how long a pay (or refund) request holds its attempt (from its claim, and again from its bank call)
+    # before recovery may settle it with the bank, and how often recovery looks; together they bound how long an
+    # attempt cut off by a crash stays unsettled once the service is up again (30 + 10 s: within a minute)
+    payment_recovery_grace_s: float = 30.0
+    payment_recovery_interval_s: float = 10.0
     # merchant callbacks: backoff base (delay before retry n is uniform in [0, base·2^n]), how long to keep trying,
-    # how often to look for due ones, and how long to wait for the merchant's server
+    # how often to look for due ones, the hard deadline of one attempt (resolve, connect, send, read), how many
+    # deliveries one process runs at once and how many of one merchant's are in flight at most, and whether
+    # notify_url may point at loopback over http (stand-ins and tests only)
     callback_base_delay_s: float = 5.0
     callback_window_s: float = 86400.0
     callback_poll_s: float = 1.0
     callback_timeout_s: float = 5.0
+    callback_concurrency: int = 32
+    callback_per_merchant: int = 2
+    callback_allow_loopback: bool = False
 
     @classmethod
     def from_env(cls, environ: dict[str, str] | None = None) -> Settings:
@@ -103,10 +110,13 @@ class Settings:
             public_url=(env.get("ECARD_PUBLIC_URL") or "http://127.0.0.1:8000").rstrip("/"),
             bank_url=env.get("ECARD_BANK_URL") or None,
             bank_timeout_s=_float(env, "ECARD_BANK_TIMEOUT_S", 2.0),
-            payment_recovery_grace_s=_float(env, "ECARD_PAYMENT_RECOVERY_GRACE_S", 60.0),
-            payment_recovery_interval_s=_float(env, "ECARD_PAYMENT_RECOVERY_INTERVAL_S", 30.0),
+            payment_recovery_grace_s=_float(env, "ECARD_PAYMENT_RECOVERY_GRACE_S", 30.0),
+            payment_recovery_interval_s=_float(env, "ECARD_PAYMENT_RECOVERY_INTERVAL_S", 10.0),
             callback_base_delay_s=_float(env, "ECARD_CALLBACK_BASE_DELAY_S", 5.0),
             callback_window_s=_float(env, "ECARD_CALLBACK_WINDOW_S", 86400.0),
             callback_poll_s=_float(env, "ECARD_CALLBACK_POLL_S", 1.0),
             callback_timeout_s=_float(env, "ECARD_CALLBACK_TIMEOUT_S", 5.0),
+            callback_concurrency=_int(env, "ECARD_CALLBACK_CONCURRENCY", 32),
+            callback_per_merchant=_int(env, "ECARD_CALLBACK_PER_MERCHANT", 2),
+            callback_allow_loopback=(env.get("ECARD_CALLBACK_ALLOW_LOOPBACK") or "") == "1",
         )

@@ -63,6 +63,8 @@ def payment_env(data_dir: Path) -> dict[str, str]:
     env.update(LONG_LIVED)
     env.update(
         ECARD_LOAD_ECHO="1",
+        # the callbacks go to the service's own echo route on loopback
+        ECARD_CALLBACK_ALLOW_LOOPBACK="1",
         ECARD_REDIS_PREFIX=f"ecardload:pay:{secrets.token_hex(6)}:",
         ECARD_DATA_DIR=str(data_dir),
     )
@@ -303,7 +305,8 @@ def main(argv: list[str] | None = None) -> int:
         try:
             if env.get("ECARD_DATABASE_URL"):
                 ecard_cli(env, "migrate")
-            with running_standin(Path(folder) / "bank", None, Path(folder) / "bank.log") as bank_url:
+            with running_standin(Path(folder) / "bank", None, Path(folder) / "bank.log") as standin:
+                bank_url = standin.url
                 env["ECARD_BANK_URL"] = bank_url
                 with serving(env) as server:
                     say(f"ecard serve on {server.base_url} (pid {server.proc.pid}), stand-in bank on {bank_url}")

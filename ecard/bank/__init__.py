@@ -4,22 +4,26 @@ from ecard.bank.adapter import (
     BankAdapter,
     BankConflict,
     BankError,
+    BankMismatch,
     BankRefused,
     BankTransfer,
     BankUnavailable,
     HttpBank,
     InsufficientFunds,
     RequestSigner,
+    check_bank_url,
 )
 
 __all__ = [
     "BankAdapter",
     "BankConflict",
     "BankError",
+    "BankMismatch",
     "BankRefused",
     "BankTransfer",
     "BankUnavailable",
     "HttpBank",
     "InsufficientFunds",
     "RequestSigner",
+    "check_bank_url",
 ]

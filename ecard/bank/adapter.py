@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import ipaddress
 import json
 from dataclasses import dataclass
 from datetime import date
 from typing import Any, Protocol
-from urllib.parse import quote
+from urllib.parse import quote, urlsplit
 
 import httpx
 
@@ -28,6 +29,10 @@ class BankTransfer:
     amount_fen: int
     status: str
     at: str
+
+    def moves(self, card_id: str, direction: str, amount_fen: int) -> bool:
+        """Whether this is the movement asked for: that card, that direction, that amount."""
+        return (self.card_id, self.direction, self.amount_fen) == (card_id, direction, amount_fen)
 
 
 class BankError(Exception):
@@ -53,6 +58,32 @@ class BankRefused(BankError):  # noqa: N818 - names payments code against
 
 class BankUnavailable(BankError):  # noqa: N818 - names payments code against
     """No answer from the bank: the outcome is unknown; ask `transfer()` or retry with the same transfer id."""
+
+
+class BankMismatch(BankError):  # noqa: N818 - names payments code against
+    """The bank answered about another transfer than the one asked for (another id, card, direction or amount, or a
+    status the request cannot have led to): nothing may be booked on it; someone has to look."""
+
+
+def check_bank_url(url: str) -> str:
+    """The bank's base URL, once it is https, or http to this host's loopback (the stand-in); else ValueError."""
+    parts = urlsplit(url)
+    if not parts.hostname or parts.username or parts.password:
+        raise ValueError("ECARD_BANK_URL must be an absolute URL with a host and no credentials")
+    if parts.scheme == "https":
+        return url
+    if parts.scheme == "http" and _loopback(parts.hostname):
+        return url
+    raise ValueError("ECARD_BANK_URL must be https:// (http:// only to a loopback address, for the stand-in)")
+
+
+def _loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 class RequestSigner(Protocol):
@@ -81,7 +112,7 @@ class HttpBank:
     """The bank protocol of docs/bank-protocol.md over HTTP, each request signed when a signer is given."""
 
     def __init__(self, base_url: str, signer: RequestSigner | None, timeout_s: float = 2.0) -> None:
-        self._base = base_url.rstrip("/")
+        self._base = check_bank_url(base_url).rstrip("/")
         self._signer = signer
         self._client = httpx.AsyncClient(
             timeout=httpx.Timeout(timeout_s, connect=min(timeout_s, 1.0)),
@@ -99,15 +130,18 @@ class HttpBank:
     async def reverse(self, transfer_id: str, memo: str) -> BankTransfer:
         """Undo a transfer (status `reversed`), or burn an unused id so it can never move money (`voided`)."""
         answer = await self._request("POST", f"/v1/transfers/{_segment(transfer_id)}/reverse", {"memo": memo})
-        if answer.status_code == 200:
-            return _transfer(answer)
-        raise _refusal(answer)
+        if answer.status_code != 200:
+            raise _refusal(answer)
+        reversal = _about(transfer_id, _transfer(answer))
+        if reversal.status not in {"reversed", "voided"}:
+            raise BankMismatch(f"the bank answered a reversal of {transfer_id} with status {reversal.status!r}")
+        return reversal
 
     async def transfer(self, transfer_id: str) -> BankTransfer | None:
         """The transfer under this id, or None when the bank has none."""
         answer = await self._request("GET", f"/v1/transfers/{_segment(transfer_id)}")
         if answer.status_code == 200:
-            return _transfer(answer)
+            return _about(transfer_id, _transfer(answer))
         # only the bank's own "no such transfer" means none: a 404 from a misrouted URL must not read as one
         if answer.status_code == 404 and _json(answer).get("code") == "transfer_not_found":
             return None
@@ -135,9 +169,13 @@ class HttpBank:
             "memo": memo,
         }
         answer = await self._request("POST", "/v1/transfers", body)
-        if answer.status_code in {200, 201}:
-            return _transfer(answer)
-        raise _refusal(answer)
+        if answer.status_code not in {200, 201}:
+            raise _refusal(answer)
+        made = _about(transfer_id, _transfer(answer))
+        # a replay answers the transfer as it stands now: completed, or reversed since
+        if not made.moves(card_id, direction, amount_fen) or made.status not in {"completed", "reversed"}:
+            raise BankMismatch(f"the bank answered transfer {transfer_id} with another movement than was asked")
+        return made
 
     async def _request(self, method: str, path: str, payload: dict[str, Any] | None = None) -> httpx.Response:
         url = self._base + path
@@ -154,6 +192,12 @@ class HttpBank:
         if answer.status_code >= 500:
             raise BankUnavailable(f"the bank answered {answer.status_code} to {method} {path}")
         return answer
+
+
+def _about(transfer_id: str, transfer: BankTransfer) -> BankTransfer:
+    if transfer.transfer_id != transfer_id:
+        raise BankMismatch(f"asked about transfer {transfer_id}, the bank answered about another")
+    return transfer
 
 
 def _segment(transfer_id: str) -> str:

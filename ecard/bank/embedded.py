@@ -9,6 +9,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
@@ -16,23 +17,48 @@ import psutil
 
 HOST = "127.0.0.1"
 START_DEADLINE_S = 30.0
+# In the stand-in's data folder: the port it listened on last, taken again at the next start when free.
+PORT_FILE = "port"
+
+
+@dataclass(frozen=True)
+class RunningStandin:
+    """A started stand-in bank: where it answers, its process, and the port it had to leave (taken by another
+    program since its last start), if it had to."""
+
+    url: str
+    port: int
+    pid: int
+    moved_from: int | None = None
 
 
 @contextlib.contextmanager
-def running_standin(data_dir: Path, trust_keys_url: str | None, log: Path) -> Iterator[str]:
-    """The stand-in bank as a child process on a free loopback port for as long as the block runs; its URL."""
+def running_standin(data_dir: Path, trust_keys_url: str | None, log: Path) -> Iterator[RunningStandin]:
+    """The stand-in bank as a child process on a loopback port for as long as the block runs: the port it had the
+    last time it ran on this data folder, or a free one when that is taken (or there was no last time)."""
     data_dir = data_dir.resolve()
     _stop_strays(data_dir)
-    process, url = _start(data_dir, trust_keys_url, log)
+    process, standin = _start(data_dir, trust_keys_url, log)
     try:
-        yield url
+        yield standin
     finally:
         _stop(process)
 
 
-def _start(data_dir: Path, trust_keys_url: str | None, log: Path) -> tuple[subprocess.Popen[bytes], str]:
+def remembered_port(data_dir: Path) -> int | None:
+    """The port the stand-in on this data folder had last time, if it is written down and well-formed."""
+    try:
+        port = int((data_dir / PORT_FILE).read_text(encoding="ascii").strip())
+    except (OSError, ValueError):
+        return None
+    return port if 0 < port < 65536 else None
+
+
+def _start(data_dir: Path, trust_keys_url: str | None, log: Path) -> tuple[subprocess.Popen[bytes], RunningStandin]:
+    data_dir.mkdir(parents=True, exist_ok=True)
+    remembered = remembered_port(data_dir)
     for attempt in range(3):
-        port = _free_port()
+        port = remembered if attempt == 0 and remembered is not None and _port_free(remembered) else _free_port()
         command = [sys.executable, "-m", "ecard.cli", "standin", "bank", "--host", HOST, "--port", str(port)]
         command += ["--data", str(data_dir)]
         if trust_keys_url:
@@ -44,7 +70,9 @@ def _start(data_dir: Path, trust_keys_url: str | None, log: Path) -> tuple[subpr
             )
         url = f"http://{HOST}:{port}"
         if _answers(url, process):
-            return process, url
+            (data_dir / PORT_FILE).write_text(f"{port}\n", encoding="ascii")
+            moved_from = remembered if remembered is not None and remembered != port else None
+            return process, RunningStandin(url=url, port=port, pid=process.pid, moved_from=moved_from)
         _stop(process)
         # an early exit with the port now busy: someone took the port between our look and its bind
         if attempt < 2 and not _port_free(port):

@@ -15,6 +15,7 @@ from typing import Annotated, Any, Literal, TypeVar
 import httpx
 import msgspec
 from litestar import Controller, Litestar, Request, Response, get, post
+from litestar.datastructures import State
 from litestar.di import NamedDependency, Provide
 from litestar.exceptions import HTTPException, ValidationException
 from litestar.params import FromPath, FromQuery, JSONBody
@@ -172,14 +173,13 @@ class TrustKeys:
         self._issuer = issuer if isinstance(issuer, str) else None
 
 
-def _bank(request: Request[Any, Any, Any]) -> Bank:
-    bank: Bank = request.app.state.bank
+def _bank(state: State) -> Bank:
+    bank: Bank = state.bank
     return bank
 
 
-async def _caller(request: Request[Any, Any, Any]) -> str:
+async def _caller(request: Request[Any, Any, Any], bank: NamedDependency[Bank]) -> str:
     """The keyid a request was signed with; with no trust keys configured, every request is let in unsigned."""
-    bank = _bank(request)
     if bank.trust is None:
         return "unsigned"
     body = await request.body()
@@ -221,10 +221,10 @@ class TransferController(Controller):
     async def make(
         self,
         request: Request[Any, Any, Any],
+        bank: NamedDependency[Bank],
         caller: NamedDependency[str],  # noqa: ARG002 - its presence is the signature guard
         data: JSONBody[NewTransfer],
     ) -> Response[Transfer]:
-        bank = _bank(request)
         transfer, made = await bank.run(
             bank.ledger.make, data.transfer_id, data.card_id, data.direction, data.amount_fen, data.memo
         )
@@ -236,7 +236,7 @@ class TransferController(Controller):
     @get("/", responses=problems("invalid_request", *SIGNED_PROBLEMS))
     async def on_day(
         self,
-        request: Request[Any, Any, Any],
+        bank: NamedDependency[Bank],
         caller: NamedDependency[str],  # noqa: ARG002 - its presence is the signature guard
         date: FromQuery[str],
     ) -> TransferList:
@@ -244,17 +244,15 @@ class TransferController(Controller):
             day = dt.date.fromisoformat(date)
         except ValueError as exc:
             raise Refusal("invalid_request", "date must be YYYY-MM-DD", extra={"fields": ["date"]}) from exc
-        bank = _bank(request)
         return TransferList(date=day.isoformat(), items=await bank.run(bank.ledger.on_day, day))
 
     @get("/{transfer_id:str}", responses=problems("transfer_not_found", *SIGNED_PROBLEMS))
     async def one(
         self,
-        request: Request[Any, Any, Any],
+        bank: NamedDependency[Bank],
         caller: NamedDependency[str],  # noqa: ARG002 - its presence is the signature guard
         transfer_id: FromPath[str],
     ) -> Transfer:
-        bank = _bank(request)
         found = await bank.run(bank.ledger.get, transfer_id)
         if found is None:
             raise Refusal("transfer_not_found", "the bank has no transfer with this id")
@@ -263,13 +261,12 @@ class TransferController(Controller):
     @post("/{transfer_id:str}/reverse", status_code=200, responses=problems("insufficient_funds", *SIGNED_PROBLEMS))
     async def reverse(
         self,
-        request: Request[Any, Any, Any],
+        bank: NamedDependency[Bank],
         caller: NamedDependency[str],  # noqa: ARG002 - its presence is the signature guard
         transfer_id: FromPath[str],
         data: JSONBody[Reversal],
     ) -> Transfer:
         _check_transfer_id(transfer_id)
-        bank = _bank(request)
         return await bank.run(bank.ledger.reverse, transfer_id, data.memo)
 
 
@@ -281,25 +278,21 @@ class StandinController(Controller):
         return {"status": "ok"}
 
     @post("/test/credits", status_code=201)
-    async def credit(self, request: Request[Any, Any, Any], data: JSONBody[TestCredit]) -> dict[str, Any]:
-        bank = _bank(request)
+    async def credit(self, bank: NamedDependency[Bank], data: JSONBody[TestCredit]) -> dict[str, Any]:
         transfer_id = new_id("tcr")
         balance = await bank.run(bank.ledger.fund, transfer_id, data.card_id, data.amount_fen)
         return {"transfer_id": transfer_id, "card_id": data.card_id, "balance_fen": balance}
 
     @get("/test/accounts/{card_id:str}")
-    async def account(self, request: Request[Any, Any, Any], card_id: FromPath[str]) -> dict[str, Any]:
-        bank = _bank(request)
+    async def account(self, bank: NamedDependency[Bank], card_id: FromPath[str]) -> dict[str, Any]:
         return {"card_id": card_id, "balance_fen": await bank.run(bank.ledger.balance, card_id)}
 
     @get("/test/ledger")
-    async def check(self, request: Request[Any, Any, Any]) -> dict[str, Any]:
-        bank = _bank(request)
+    async def check(self, bank: NamedDependency[Bank]) -> dict[str, Any]:
         return dataclasses.asdict(await bank.run(bank.ledger.check))
 
     @post("/test/faults", status_code=200)
-    async def faults(self, request: Request[Any, Any, Any], data: JSONBody[Faults]) -> dict[str, bool]:
-        bank = _bank(request)
+    async def faults(self, bank: NamedDependency[Bank], data: JSONBody[Faults]) -> dict[str, bool]:
         bank.hold("debit", data.hold_debits)
         bank.hold("credit", data.hold_credits)
         return bank.holding()
@@ -331,6 +324,7 @@ def create_standin_app(data_dir: Path, trust_keys_url: str | None, clock: Clock 
     return Litestar(
         route_handlers=[TransferController, StandinController],
         lifespan=[lifespan],
+        dependencies={"bank": Provide(_bank, sync_to_thread=False)},
         exception_handlers={
             Refusal: refusal_handler,
             ValidationException: validation_handler,

@@ -34,3 +34,10 @@ PARTNER_SECONDS = Histogram(
     buckets=(0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 0.8, 1.0, 2.5),
     registry=REGISTRY,
 )
+BANK_MISMATCHES = Counter(
+    "ecard_bank_mismatches_total",
+    "Bank answers about another movement than the one asked for (another card, amount, direction or id): never"
+    " booked; the payment or refund waits for an operator",
+    ["operation"],
+    registry=REGISTRY,
+)

@@ -87,15 +87,26 @@ STATUS_OF: dict[str, int] = {
     # 渝快码 links need the 渝快办 platform's proof that the account is the holder's (issue 11, H2)
     "link_token_required": 400,
     "link_token_invalid": 403,
+    # payments, wave two: a bill whose payment attempt is unsettled (Retry-After says when to ask again)
+    "payment_in_progress": 409,
 }
 
 
 class Refusal(Exception):  # noqa: N818 - a refusal is an answer, not an error of ours
     """The one exception type for every refusal; `code` is the contract string of API.md."""
 
-    def __init__(self, code: str, detail: str = "", *, extra: Mapping[str, Any] | None = None) -> None:
+    def __init__(
+        self,
+        code: str,
+        detail: str = "",
+        *,
+        extra: Mapping[str, Any] | None = None,
+        retry_after_s: int | None = None,
+    ) -> None:
         super().__init__(code)
         self.code = code
         self.detail = detail or code.replace("_", " ")
         self.status = STATUS_OF.get(code, 400)
         self.extra = dict(extra or {})
+        # when asking again makes sense (the Retry-After header); 503s say 1 s unless told otherwise
+        self.retry_after_s = retry_after_s

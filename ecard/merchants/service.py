@@ -14,6 +14,7 @@ from ecard.catalog import Catalog
 from ecard.clients import ClientDirectory
 from ecard.kit import audit
 from ecard.kit.ids import new_id
+from ecard.kit.infra import Conn
 from ecard.kit.jwk import parse_public_jwk
 from ecard.kit.principal import ClientKind
 from ecard.kit.refusal import Refusal
@@ -57,6 +58,17 @@ def _check_public_key(jwk: Any) -> None:
         parse_public_jwk(jwk)
     except Refusal as refusal:
         raise Refusal(refusal.code, refusal.detail, extra={"fields": ["public_key"]}) from refusal
+
+
+def _merchant(row: dict[str, Any]) -> Merchant:
+    return Merchant(
+        row["merchant_id"],
+        row["name"],
+        row["region"],
+        row["status"],
+        frozenset(row["items"]),
+        frozenset(row["functions"]),
+    )
 
 
 def _place(row: dict[str, Any]) -> dict[str, Any]:
@@ -168,22 +180,17 @@ class Merchants:
         if hit is not None and now - hit[0] < CACHE_TTL_S:
             return hit[1]
         row = await store.merchant(self._pool, merchant_id)
-        merchant = (
-            Merchant(
-                row["merchant_id"],
-                row["name"],
-                row["region"],
-                row["status"],
-                frozenset(row["items"]),
-                frozenset(row["functions"]),
-            )
-            if row
-            else None
-        )
+        merchant = _merchant(row) if row else None
         if len(self._cache) > CACHE_MAX:
             self._cache.clear()
         self._cache[merchant_id] = (now, merchant)
         return merchant
+
+    async def held(self, conn: Conn, merchant_id: str) -> Merchant | None:
+        """The merchant as it stands, read in the caller's transaction (never cached) and share-locked until that
+        ends: disabling it or changing its entitlements waits for the transaction (a payment being claimed)."""
+        row = await store.merchant_share_locked(conn, merchant_id)
+        return _merchant(row) if row else None
 
     async def add_terminal(
         self, actor: str, merchant_id: str, terminal_id: str, place: Place, public_key: Any

@@ -55,6 +55,13 @@ async def set_channel_status(conn: Conn, channel_id: str, status: str) -> bool:
     return done.endswith(" 1")
 
 
+async def merchant_share_locked(conn: Conn, merchant_id: str) -> dict[str, Any] | None:
+    """The merchant with its items, its row share-locked until the transaction ends (changes to it wait)."""
+    if await conn.fetchval("SELECT 1 FROM merchants WHERE merchant_id = $1 FOR SHARE", merchant_id) is None:
+        return None
+    return await merchant(conn, merchant_id)
+
+
 async def merchant_for_update(conn: Conn, merchant_id: str) -> dict[str, Any] | None:
     """The merchant row, locked until the transaction ends, so concurrent changes to it take turns."""
     row = await conn.fetchrow(

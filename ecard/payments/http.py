@@ -34,11 +34,6 @@ DEVICE = {"principal": signed_by(ClientKind.DEVICE)}
 _OUT_NO = re.compile(r"[A-Za-z0-9_\-|*@.]{1,64}")
 
 
-def _payments(request: Request[Any, Any, Any]) -> Payments:
-    payments: Payments = request.app.state.payments
-    return payments
-
-
 class BillController(Controller):
     path = "/v1/bills"
     tags = ["payments"]  # noqa: RUF012
@@ -53,9 +48,9 @@ class BillController(Controller):
         ),
     )
     async def create(
-        self, request: Request[Any, Any, Any], principal: NamedDependency[Principal], data: JSONBody[NewBill]
+        self, payments: NamedDependency[Payments], principal: NamedDependency[Principal], data: JSONBody[NewBill]
     ) -> Response[BillAnswer]:
-        made = await _payments(request).create_bill(principal.owner_id, data)
+        made = await payments.create_bill(principal.owner_id, data)
         return Response(made.bill, status_code=201 if made.created else 200)
 
     @get(
@@ -65,13 +60,13 @@ class BillController(Controller):
         responses=problems(*SIGNED_PROBLEMS, "not_found"),
     )
     async def by_out_no(
-        self, request: Request[Any, Any, Any], principal: NamedDependency[Principal], out_bill_no: FromQuery[str]
+        self, payments: NamedDependency[Payments], principal: NamedDependency[Principal], out_bill_no: FromQuery[str]
     ) -> BillAnswer:
         if not _OUT_NO.fullmatch(out_bill_no):
             raise Refusal(
                 "invalid_request", "out_bill_no is not a valid bill number", extra={"fields": ["out_bill_no"]}
             )
-        return await _payments(request).bill_by_out_no(principal.owner_id, out_bill_no)
+        return await payments.bill_by_out_no(principal.owner_id, out_bill_no)
 
     @get(
         "/{bill_id:str}",
@@ -80,11 +75,11 @@ class BillController(Controller):
         responses=problems(*SIGNED_PROBLEMS, "not_found"),
     )
     async def one(
-        self, request: Request[Any, Any, Any], principal: NamedDependency[Principal], bill_id: FromPath[str]
+        self, payments: NamedDependency[Payments], principal: NamedDependency[Principal], bill_id: FromPath[str]
     ) -> BillAnswer | BillView:
         if principal.kind is ClientKind.DEVICE:
-            return await _payments(request).view(bill_id)
-        return await _payments(request).bill_for_merchant(principal.owner_id, bill_id)
+            return await payments.view(bill_id)
+        return await payments.bill_for_merchant(principal.owner_id, bill_id)
 
     @post(
         "/{bill_id:str}/pay",
@@ -98,6 +93,8 @@ class BillController(Controller):
             "pin_locked",
             "insufficient_funds",
             "bill_not_payable",
+            "payment_in_progress",
+            "merchant_not_entitled",
             "card_suspended",
             "card_cancelled",
             "bank_unavailable",
@@ -105,12 +102,12 @@ class BillController(Controller):
     )
     async def pay(
         self,
-        request: Request[Any, Any, Any],
+        payments: NamedDependency[Payments],
         principal: NamedDependency[Principal],
         bill_id: FromPath[str],
         data: JSONBody[Payment],
     ) -> Paid:
-        return await _payments(request).pay(principal, bill_id, data.pin)
+        return await payments.pay(principal, bill_id, data.pin)
 
     @post(
         "/{bill_id:str}/close",
@@ -120,9 +117,9 @@ class BillController(Controller):
         responses=problems(*SIGNED_PROBLEMS, "not_found", "bill_not_closable"),
     )
     async def close(
-        self, request: Request[Any, Any, Any], principal: NamedDependency[Principal], bill_id: FromPath[str]
+        self, payments: NamedDependency[Payments], principal: NamedDependency[Principal], bill_id: FromPath[str]
     ) -> BillAnswer:
-        return await _payments(request).close(principal.owner_id, bill_id)
+        return await payments.close(principal.owner_id, bill_id)
 
     @post(
         "/{bill_id:str}/refunds",
@@ -135,12 +132,12 @@ class BillController(Controller):
     )
     async def refund(
         self,
-        request: Request[Any, Any, Any],
+        payments: NamedDependency[Payments],
         principal: NamedDependency[Principal],
         bill_id: FromPath[str],
         data: JSONBody[NewRefund],
     ) -> Response[RefundAnswer]:
-        made = await _payments(request).refund(principal.owner_id, bill_id, data)
+        made = await payments.refund(principal.owner_id, bill_id, data)
         return Response(made.refund, status_code=201 if made.created else 200)
 
     @get(
@@ -150,9 +147,9 @@ class BillController(Controller):
         responses=problems(*SIGNED_PROBLEMS, "not_found"),
     )
     async def notifications(
-        self, request: Request[Any, Any, Any], principal: NamedDependency[Principal], bill_id: FromPath[str]
+        self, payments: NamedDependency[Payments], principal: NamedDependency[Principal], bill_id: FromPath[str]
     ) -> Notifications:
-        items = await _payments(request).notifications(principal.owner_id, bill_id)
+        items = await payments.notifications(principal.owner_id, bill_id)
         return Notifications(bill_id=bill_id, items=items)
 
     @get(
@@ -163,9 +160,13 @@ class BillController(Controller):
         media_type="image/png",
     )
     async def qr(
-        self, request: Request[Any, Any, Any], principal: NamedDependency[Principal], bill_id: FromPath[str]
+        self,
+        request: Request[Any, Any, Any],
+        payments: NamedDependency[Payments],
+        principal: NamedDependency[Principal],
+        bill_id: FromPath[str],
     ) -> Response[Any]:
-        link = await _payments(request).link(principal.owner_id, bill_id)
+        link = await payments.link(principal.owner_id, bill_id)
         accept = request.headers.get("accept", "")
         if "image/svg+xml" in accept:
             return Response(qr.svg(link), media_type="image/svg+xml")
@@ -175,43 +176,38 @@ class BillController(Controller):
 
 
 _CSV_COLUMNS = ["kind", "id", "out_no", "bill_id", "item_code", "amount_fen", "status", "at"]
+# A cell a spreadsheet would run as a formula (or whose leading tab or CR it would eat) gets a leading quote.
+_FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+
+
+def csv_cell(value: object) -> str:
+    """A text cell as a spreadsheet shows it and never runs it; numbers stay numbers."""
+    text = str(value)
+    if isinstance(value, int) or not text.startswith(_FORMULA_STARTS):
+        return text
+    return "'" + text
 
 
 def statement_csv(statement: Statement) -> str:
-    """One line per paid bill and per refund, then the totals."""
-    out = io.StringIO()
-    writer = csv.writer(out, lineterminator="\r\n")
-    writer.writerow(_CSV_COLUMNS)
-    for bill in statement.bills:
-        writer.writerow(
-            [
-                "bill",
-                bill.bill_id,
-                bill.out_bill_no,
-                bill.bill_id,
-                bill.item_code,
-                bill.amount_fen,
-                "paid",
-                bill.paid_at,
-            ]
-        )
-    for refund in statement.refunds:
-        writer.writerow(
-            [
-                "refund",
-                refund.refund_id,
-                refund.out_refund_no,
-                refund.bill_id,
-                "",
-                -refund.amount_fen,
-                refund.status,
-                refund.created_at,
-            ]
-        )
+    """One line per paid bill and per refund, then the totals; every cell quoted, no cell a formula."""
+    rows: list[list[object]] = [
+        ["bill", b.bill_id, b.out_bill_no, b.bill_id, b.item_code, b.amount_fen, "paid", b.paid_at]
+        for b in statement.bills
+    ]
+    rows += [
+        ["refund", r.refund_id, r.out_refund_no, r.bill_id, "", -r.amount_fen, r.status, r.created_at]
+        for r in statement.refunds
+    ]
     totals = statement.totals
-    writer.writerow(["total_paid", "", "", "", "", totals.paid_fen, totals.paid_count, statement.date])
-    writer.writerow(["total_refunded", "", "", "", "", -totals.refunded_fen, totals.refund_count, statement.date])
-    writer.writerow(["net", "", "", "", "", totals.net_fen, "", statement.date])
+    rows += [
+        ["total_paid", "", "", "", "", totals.paid_fen, totals.paid_count, statement.date],
+        ["total_refunded", "", "", "", "", -totals.refunded_fen, totals.refund_count, statement.date],
+        ["net", "", "", "", "", totals.net_fen, "", statement.date],
+    ]
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\r\n", quoting=csv.QUOTE_ALL)
+    writer.writerow(_CSV_COLUMNS)
+    writer.writerows([csv_cell(cell) for cell in row] for row in rows)
     return out.getvalue()
 
 
@@ -226,9 +222,13 @@ class StatementController(Controller):
         responses=problems(*SIGNED_PROBLEMS, "not_acceptable"),
     )
     async def statement(
-        self, request: Request[Any, Any, Any], principal: NamedDependency[Principal], day: FromPath[str]
+        self,
+        request: Request[Any, Any, Any],
+        payments: NamedDependency[Payments],
+        principal: NamedDependency[Principal],
+        day: FromPath[str],
     ) -> Response[Any]:
-        statement = await _payments(request).statement(principal.owner_id, statement_day(day))
+        statement = await payments.statement(principal.owner_id, statement_day(day))
         if "text/csv" in request.headers.get("accept", ""):
             return Response(
                 statement_csv(statement),

@@ -12,6 +12,7 @@ from ecard.bank import BankAdapter, BankTransfer
 from ecard.kit.ids import new_id
 from ecard.kit.infra import Conn
 from ecard.payments import store
+from ecard.payments.models import BankMovement
 
 CLEARING = "clearing"
 REFUNDS = "refunds"
@@ -119,13 +120,13 @@ async def check(pool: asyncpg.Pool) -> list[str]:
     if total != 0:
         problems.append(f"ledger entries sum to {total} fen, not 0")
     problems.extend(
-        f"transfer {row['transfer_id']} sums to {row['total']} fen over {row['legs']} entries"
+        f"transfer {row.transfer_id} sums to {row.total} fen over {row.legs} entries"
         for row in await store.unbalanced_transfers(pool)
     )
     problems.extend(
-        f"bill {row['bill_id']} ({row['status']}, {row['amount_fen']} fen, refunded {row['refunded_fen']}):"
-        f" ledger settled {row['settled']}, debited {row['debited']}, reversed {row['reversed']},"
-        f" refunded {row['refunded']}, credited {row['credited']} (refunds done {row['refunds_succeeded']})"
+        f"bill {row.bill_id} ({row.status}, {row.amount_fen} fen, refunded {row.refunded_fen}):"
+        f" ledger settled {row.settled}, debited {row.debited}, reversed {row.reversed},"
+        f" refunded {row.refunded}, credited {row.credited} (refunds done {row.refunds_succeeded})"
         for row in await store.bill_mismatches(pool)
     )
     return problems
@@ -154,19 +155,19 @@ def _ours(transfer_id: str) -> bool:
     return transfer_id.startswith((PAYMENT_PREFIX, REFUND_PREFIX))
 
 
-def _expected(movements: list[dict[str, Any]]) -> tuple[str, str, int, str]:
+def _expected(movements: list[BankMovement]) -> tuple[str, str, int, str]:
     """What the bank should hold for one transfer id, given the ledger's movements under it."""
-    kinds = {m["kind"] for m in movements}
+    kinds = {m.kind for m in movements}
     first = movements[0]
-    card = first["account"].removeprefix("card:")
+    card = first.account.removeprefix("card:")
     if kinds == {"debit", "reverse"}:
-        return card, "debit", int(first["amount_fen"]), "reversed"
+        return card, "debit", first.amount_fen, "reversed"
     if kinds == {"credit"}:
-        return card, "credit", int(first["amount_fen"]), "completed"
-    return card, "debit", int(first["amount_fen"]), "completed"
+        return card, "credit", first.amount_fen, "completed"
+    return card, "debit", first.amount_fen, "completed"
 
 
-def _compare(transfer: BankTransfer, movements: list[dict[str, Any]]) -> dict[str, Any] | None:
+def _compare(transfer: BankTransfer, movements: list[BankMovement]) -> dict[str, Any] | None:
     if not movements:
         if transfer.status == "voided":
             return None
@@ -194,10 +195,10 @@ async def reconcile(pool: asyncpg.Pool, bank: BankAdapter, day: date) -> Reconci
     start, end = day_bounds(day)
     at_bank = [t for t in await bank.transfers_on(day) if _ours(t.transfer_id)]
     booked_today = await store.bank_movements_between(pool, start, end)
-    ids = sorted({t.transfer_id for t in at_bank} | {m["bank_transfer_id"] for m in booked_today})
-    by_id: dict[str, list[dict[str, Any]]] = {}
+    ids = sorted({t.transfer_id for t in at_bank} | {m.bank_transfer_id for m in booked_today})
+    by_id: dict[str, list[BankMovement]] = {}
     for movement in await store.bank_movements(pool, ids):
-        by_id.setdefault(movement["bank_transfer_id"], []).append(movement)
+        by_id.setdefault(movement.bank_transfer_id, []).append(movement)
     result = Reconciliation(day=day.isoformat(), bank_transfers=len(at_bank), ledger_movements=len(booked_today))
     seen = set()
     for transfer in at_bank:

@@ -152,29 +152,29 @@ async def test_the_ledger_survives_a_killed_and_a_stopped_bank(bank: StandinBank
 
 async def test_no_bank_is_unavailable_at_once() -> None:
     adapter = HttpBank(f"http://127.0.0.1:{free_port()}", None, timeout_s=2.0)
-    began = time.monotonic()
     try:
-        with pytest.raises(BankUnavailable):
+        with pytest.raises(BankUnavailable) as debit:
             await adapter.debit("pay_nowhere", "crd_x", 100, "bill")
-        with pytest.raises(BankUnavailable):
+        with pytest.raises(BankUnavailable) as lookup:
             await adapter.transfer("pay_nowhere")
     finally:
         await adapter.aclose()
-    assert time.monotonic() - began < 2.0
+    # refused connections, not a wait for the timeout
+    assert isinstance(debit.value.__cause__, httpx.ConnectError)
+    assert isinstance(lookup.value.__cause__, httpx.ConnectError)
 
 
-async def test_a_bank_that_never_answers_is_given_up_on_within_the_timeout() -> None:
+async def test_a_bank_that_never_answers_is_given_up_on_at_the_timeout() -> None:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as silent:
         silent.bind(("127.0.0.1", 0))
         silent.listen(8)
         adapter = HttpBank(f"http://127.0.0.1:{silent.getsockname()[1]}", None, timeout_s=0.3)
-        began = time.monotonic()
         try:
-            with pytest.raises(BankUnavailable):
+            with pytest.raises(BankUnavailable) as raised:
                 await adapter.debit("pay_silent", "crd_x", 100, "bill")
         finally:
             await adapter.aclose()
-        assert time.monotonic() - began < 1.5
+        assert isinstance(raised.value.__cause__, httpx.TimeoutException)
 
 
 @pytest.mark.parametrize(

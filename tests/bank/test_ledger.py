@@ -2,17 +2,19 @@
 
 from __future__ import annotations
 
+import socket
 import sqlite3
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
+import psutil
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from ecard.bank.embedded import running_standin
+from ecard.bank.embedded import remembered_port, running_standin
 from ecard.bank.ledger import Ledger
 from ecard.kit.clock import SystemClock
 from ecard.kit.refusal import Refusal
@@ -85,12 +87,38 @@ def test_a_refused_transfer_leaves_no_trace(ledger: Ledger) -> None:
 def test_a_bank_left_on_a_data_folder_is_stopped_before_another_starts(tmp_path: Path) -> None:
     folder, log = tmp_path / "standin-bank", tmp_path / "standin-bank.log"
     with running_standin(folder, None, log) as first, running_standin(folder, None, log) as second:
-        assert first != second
-        assert httpx.get(f"{second}/healthz", timeout=5.0).status_code == 200
-        with pytest.raises(httpx.ConnectError):
-            httpx.get(f"{first}/healthz", timeout=2.0)
+        assert second.pid != first.pid
+        assert not psutil.pid_exists(first.pid) or psutil.Process(first.pid).status() == psutil.STATUS_ZOMBIE
+        # the stray is gone, so its port is free again, and the new one takes it
+        assert second.url == first.url
+        assert httpx.get(f"{second.url}/healthz", timeout=5.0).status_code == 200
     with pytest.raises(httpx.ConnectError):
-        httpx.get(f"{second}/healthz", timeout=2.0)
+        httpx.get(f"{second.url}/healthz", timeout=2.0)
+
+
+def test_the_stand_in_keeps_its_port_across_restarts_of_its_data_folder(tmp_path: Path) -> None:
+    folder, log = tmp_path / "standin-bank", tmp_path / "standin-bank.log"
+    with running_standin(folder, None, log) as first:
+        assert first.moved_from is None
+    with running_standin(folder, None, log) as again:
+        assert again.url == first.url
+        assert again.moved_from is None
+    assert remembered_port(folder) == first.port
+
+
+def test_a_stand_in_whose_port_was_taken_moves_and_says_so(tmp_path: Path) -> None:
+    folder, log = tmp_path / "standin-bank", tmp_path / "standin-bank.log"
+    with running_standin(folder, None, log) as first:
+        port = first.port
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as squatter:
+        squatter.bind(("127.0.0.1", port))
+        squatter.listen(1)
+        with running_standin(folder, None, log) as moved:
+            assert moved.port != port
+            assert moved.moved_from == port
+            assert httpx.get(f"{moved.url}/healthz", timeout=5.0).status_code == 200
+    # and the new port is the one remembered for next time
+    assert remembered_port(folder) == moved.port
 
 
 Operation = tuple[str, str, str, int]

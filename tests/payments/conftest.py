@@ -43,6 +43,7 @@ def settings(settings: Settings, bank: StandinBank) -> Settings:
         callback_base_delay_s=0.05,
         callback_poll_s=0.05,
         callback_timeout_s=2.0,
+        callback_allow_loopback=True,
         payment_recovery_grace_s=3600.0,
         payment_recovery_interval_s=3600.0,
     )

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 
 import asyncpg
 
 from ecard.kit.audit import verify_chain
 from ecard.payments import check
-from tests.payments.conftest import PIN, Shop
+from tests.payments.conftest import PIN, WATER, Shop
 from tests.support import World, problem
 
 
@@ -48,7 +49,10 @@ async def test_concurrent_pays_make_one_payment_and_one_bank_debit(world: World,
     answers = await asyncio.gather(*(shop.pay(device, bill["bill_id"]) for _ in range(8)))
     statuses = sorted(a.status_code for a in answers)
     assert statuses.count(200) == 1, [a.text for a in answers]
-    assert all(problem(a) == (409, "bill_not_payable") for a in answers if a.status_code != 200)
+    # refused while the winner is under way (ask again later), or once it has paid
+    refused = [a for a in answers if a.status_code != 200]
+    assert {problem(a) for a in refused} <= {(409, "payment_in_progress"), (409, "bill_not_payable")}
+    assert all(int(a.headers["retry-after"]) >= 1 for a in refused if problem(a)[1] == "payment_in_progress")
     assert await shop.bank.balance(device.ids["card_id"]) == 7_000
     attempts = await _rows(world, "SELECT state FROM payment_attempts WHERE bill_id = $1", bill["bill_id"])
     assert [r["state"] for r in attempts] == ["succeeded"]
@@ -172,3 +176,46 @@ async def test_paid_bills_bring_the_items_payment_depth_to_level_2(world: World,
     # the window is 30 days: a month later, without new payments, the item is back at level 1
     world.clock.advance(31 * 86_400)
     assert (await payment_level())[0] == 1
+
+
+async def test_a_disabled_merchants_bill_cannot_be_paid_until_it_is_enabled_again(world: World, shop: Shop) -> None:
+    merchant = await shop.merchant()
+    device = await shop.payer(10_000)
+    bill = await shop.bill(merchant, 1_000)
+    status_path = f"/v1/admin/merchants/{merchant.ids['merchant_id']}/status"
+    assert (await world.admin("POST", status_path, {"status": "disabled"})).status_code == 200
+    refused = await shop.pay(device, bill["bill_id"])
+    assert problem(refused) == (409, "bill_not_payable")
+    assert "merchant" in refused.json()["detail"]
+    assert await shop.bank.balance(device.ids["card_id"]) == 10_000
+    # nothing was claimed: the bill is still waiting to be paid
+    assert (await world.signed(device, "GET", f"/v1/bills/{bill['bill_id']}")).json()["status"] == "pending"
+    assert (await world.admin("POST", status_path, {"status": "active"})).status_code == 200
+    answer = await shop.pay(device, bill["bill_id"])
+    assert answer.status_code == 200, answer.text
+    assert await shop.bank.balance(device.ids["card_id"]) == 9_000
+
+
+async def test_a_bill_whose_merchant_lost_the_entitlement_cannot_be_paid(world: World, shop: Shop) -> None:
+    merchant = await shop.merchant()
+    device = await shop.payer(10_000)
+    bill = await shop.bill(merchant, 1_000)
+    items = await world.admin("PUT", f"/v1/admin/merchants/{merchant.ids['merchant_id']}/items", {"items": ["wl-028"]})
+    assert items.status_code == 200, items.text
+    assert problem(await shop.pay(device, bill["bill_id"])) == (403, "merchant_not_entitled")
+    assert await shop.bank.balance(device.ids["card_id"]) == 10_000
+    assert await shop.status(merchant, bill["bill_id"]) == "pending"
+
+
+async def test_a_bill_for_an_item_no_longer_in_force_cannot_be_paid(world: World, shop: Shop) -> None:
+    merchant = await shop.merchant()
+    device = await shop.payer(10_000)
+    bill = await shop.bill(merchant, 1_000)
+    item = (await world.client.get(f"/v1/catalog/items/{WATER}")).json()
+    kept = ("name", "domain", "lead_department", "functions", "card_modes", "regions", "discloses", "effective_from")
+    fields = {k: item[k] for k in kept}
+    yesterday = dt.datetime.fromtimestamp(world.clock.now() - 86_400, dt.UTC).date().isoformat()
+    retired = await world.admin("PUT", f"/v1/admin/catalog/items/{WATER}", {**fields, "effective_to": yesterday})
+    assert retired.status_code == 200, retired.text
+    assert problem(await shop.pay(device, bill["bill_id"])) == (403, "merchant_not_entitled")
+    assert await shop.bank.balance(device.ids["card_id"]) == 10_000

@@ -128,3 +128,31 @@ async def test_the_days_statement_agrees_with_the_ledger_in_json_and_csv(world: 
 
     run = await ecard_cli(world, "ledger", "check")
     assert run.returncode == 0, run.stdout + run.stderr
+
+
+async def test_statement_csv_cells_are_quoted_and_never_run_as_formulas(world: World, shop: Shop) -> None:
+    merchant = await shop.merchant()
+    device = await shop.payer(100_000)
+    for number in ("@SUM.A1", "-42", "W-ok"):
+        bill = await shop.bill(merchant, 1_000, out_bill_no=number)
+        assert (await shop.pay(device, bill["bill_id"])).status_code == 200
+    refunded = await shop.bill(merchant, 2_000, out_bill_no="R-base")
+    assert (await shop.pay(device, refunded["bill_id"])).status_code == 200
+    assert (await shop.refund(merchant, refunded["bill_id"], 250, out_refund_no="-1")).status_code == 201
+    today = dt.datetime.fromtimestamp(world.clock.now(), dt.UTC).date().isoformat()
+    as_csv = await world.signed(merchant, "GET", f"/v1/statements/{today}", headers={"Accept": "text/csv"})
+    assert as_csv.status_code == 200
+    lines = as_csv.text.split("\r\n")
+    # every cell of every line is quoted
+    assert all(line.startswith('"') and line.endswith('"') for line in lines if line)
+    rows = list(csv.DictReader(io.StringIO(as_csv.text)))
+    numbers = {r["out_no"] for r in rows if r["kind"] in {"bill", "refund"}}
+    assert numbers == {"'@SUM.A1", "'-42", "W-ok", "R-base", "'-1"}
+    # amounts stay numbers, the refund's negative one included
+    assert sorted(int(r["amount_fen"]) for r in rows if r["kind"] in {"bill", "refund"}) == [
+        -250,
+        1_000,
+        1_000,
+        1_000,
+        2_000,
+    ]
