@@ -33,7 +33,9 @@ class Problem(msgspec.Struct, kw_only=True):
     code: str
 
 
-def problem_response(code: str, detail: str, status: int, extra: Mapping[str, Any] | None = None) -> Response[Any]:
+def problem_response(
+    code: str, detail: str, status: int, extra: Mapping[str, Any] | None = None, retry_after: int | None = None
+) -> Response[Any]:
     body: dict[str, Any] = {
         "type": f"https://ecard.cq.gov.cn/problems/{code}",
         "title": HTTPStatus(status).phrase,
@@ -43,7 +45,10 @@ def problem_response(code: str, detail: str, status: int, extra: Mapping[str, An
     }
     if extra:
         body.update(extra)
-    headers = {"Retry-After": "1"} if status == 503 else None
+    # a 503 without its own estimate is an outage or a shed request: asking again in a second is fair
+    if retry_after is None and status == 503:
+        retry_after = 1
+    headers = {"Retry-After": str(max(1, retry_after))} if retry_after is not None else None
     return Response(content=body, status_code=status, media_type=PROBLEM_JSON, headers=headers)
 
 
@@ -53,7 +58,7 @@ def _note(request: Request[Any, Any, Any], code: str) -> None:
 
 def refusal_handler(request: Request[Any, Any, Any], exc: Refusal) -> Response[Any]:
     _note(request, exc.code)
-    return problem_response(exc.code, exc.detail, exc.status, exc.extra)
+    return problem_response(exc.code, exc.detail, exc.status, exc.extra, exc.retry_after)
 
 
 # msgspec reports a missing or unknown field against the whole body ("data"), naming the field in its message.

@@ -84,15 +84,23 @@ STATUS_OF: dict[str, int] = {
     "bill_not_closable": 409,
     "refund_exceeds_paid": 409,
     "bank_unavailable": 503,
+    # operator logins (docs/contract-notes.md "Operator logins"): attempts over a source's or a username's
+    # allowance are refused before any password is checked, with Retry-After
+    "too_many_requests": 429,
 }
 
 
 class Refusal(Exception):  # noqa: N818 - a refusal is an answer, not an error of ours
-    """The one exception type for every refusal; `code` is the contract string of API.md."""
+    """The one exception type for every refusal; `code` is the contract string of API.md.
 
-    def __init__(self, code: str, detail: str = "", *, extra: Mapping[str, Any] | None = None) -> None:
+    `retry_after` (seconds) is sent as the Retry-After header: when it is worth asking again."""
+
+    def __init__(
+        self, code: str, detail: str = "", *, extra: Mapping[str, Any] | None = None, retry_after: int | None = None
+    ) -> None:
         super().__init__(code)
         self.code = code
         self.detail = detail or code.replace("_", " ")
         self.status = STATUS_OF.get(code, 400)
         self.extra = dict(extra or {})
+        self.retry_after = retry_after
