@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 from collections.abc import AsyncIterator
 from typing import Any
@@ -39,11 +38,12 @@ from ecard.kit.problems import (
     validation_handler,
 )
 from ecard.kit.refusal import Refusal
+from ecard.kit.supervisor import Supervisor
 from ecard.merchants import Merchants
 from ecard.merchants.http import MerchantAdminController, VenueController
 from ecard.operators import Operators
 from ecard.operators.http import SessionController
-from ecard.ops import configure
+from ecard.ops import Readiness, configure
 from ecard.ops.http import EchoController, OpsController, access_middleware
 from ecard.payments import CallbackPolicy, Callbacks, Payments, Recovery
 from ecard.payments.http import BillController, StatementController
@@ -56,7 +56,7 @@ from ecard.yukuai import YukuaiLinks, YukuaiPlatform
 from ecard.yukuai.http import YukuaiLinkController
 
 # The collaborators routes are handed by name (see ecard.kit.edge.provide); each is built in the lifespan.
-COLLABORATORS = ("authenticator", "operator_sessions")
+COLLABORATORS = ("authenticator", "operator_sessions", "readiness")
 
 
 def create_app(settings: Settings, clock: Clock | None = None) -> Litestar:
@@ -111,6 +111,7 @@ def create_app(settings: Settings, clock: Clock | None = None) -> Litestar:
         state.clock = clock
         state.pool = pool
         state.redis = redis
+        state.readiness = Readiness(pool, redis)
         state.secret_keys = keys
         state.directory = directory
         state.catalog = catalog
@@ -155,7 +156,11 @@ def create_app(settings: Settings, clock: Clock | None = None) -> Litestar:
             forwarder=federation,
             linked=yukuai,
         )
-        background = [asyncio.create_task(ring.keep_fresh()), asyncio.create_task(federation.keep_fresh())]
+        # every background loop runs supervised: restarted after an unexpected exception, and metered
+        background = Supervisor()
+        state.background = background
+        background.start("issuer_keys", ring.keep_fresh)
+        background.start("partner_keys", federation.keep_fresh)
         bank = HttpBank(settings.bank_url, request_key, settings.bank_timeout_s) if settings.bank_url else None
         callbacks = Callbacks(
             pool,
@@ -173,18 +178,14 @@ def create_app(settings: Settings, clock: Clock | None = None) -> Litestar:
         state.payments = Payments(
             pool, redis, settings.redis_prefix, clock, merchants, catalog, cards, bank, callbacks.wake
         )
-        background.append(asyncio.create_task(callbacks.run()))
+        background.start("callbacks", callbacks.run)
         if bank is not None:
-            state.recovery = Recovery(pool, clock, bank, settings.payment_recovery_grace_s)
-            background.append(asyncio.create_task(state.recovery.run(settings.payment_recovery_interval_s)))
+            recovery = state.recovery = Recovery(pool, clock, bank, settings.payment_recovery_grace_s)
+            background.start("payment_recovery", lambda: recovery.run(settings.payment_recovery_interval_s))
         try:
             yield
         finally:
-            for task in background:
-                task.cancel()
-            for task in background:
-                with contextlib.suppress(asyncio.CancelledError):
-                    await task
+            await background.stop()
             await peers.close()
             await callbacks.aclose()
             if bank is not None:

@@ -53,6 +53,10 @@ def _raise_exit(signum: int, _frame: FrameType | None) -> None:
 def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
     import uvicorn  # noqa: PLC0415
 
+    from ecard.ops import share_metrics  # noqa: PLC0415
+
+    # before anything imports prometheus_client: every worker then writes to the same folder, /metrics adds it up
+    share_metrics(settings.data_dir)
     from ecard.seed import bootstrap, seed_demo  # noqa: PLC0415
 
     embedded = not (settings.database_url and settings.redis_url)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 
 import pyotp
 import pytest
@@ -11,6 +12,7 @@ from cryptography.hazmat.primitives import serialization
 
 from ecard.config import Settings
 from ecard.kit.crypto import b64u
+from ecard.kit.ids import new_id
 from ecard.ops.logs import JsonFormatter
 from tests.support import Actor, World, problem, totp_now
 
@@ -138,3 +140,20 @@ async def test_logs_carry_refusals_but_no_personal_data_codes_or_secrets(
     for label, secret in secrets.items():
         leaked = [text for text in texts if secret in text]
         assert not leaked, f"{label} appears in the logs: {leaked[0][:300]}"
+
+
+def test_payment_and_callback_ids_are_logged_and_nothing_off_the_list_is() -> None:
+    ids = {"transfer_id": new_id("txn"), "refund_id": new_id("rfd"), "event_id": new_id("evt")}
+    record = logging.LogRecord("ecard.payments", logging.WARNING, __file__, 1, "bank debit failed", None, None)
+    for field, value in {**ids, "task": "callbacks", "holder": HOLDER_NAME, "id_number": "500101199001011234"}.items():
+        setattr(record, field, value)
+
+    entry = json.loads(JsonFormatter().format(record))
+
+    assert {field: entry[field] for field in ids} == ids
+    assert entry["task"] == "callbacks"
+    # the identifiers say nothing about a person: a prefix and 26 characters of random Crockford base32
+    assert all(re.fullmatch(r"(txn|rfd|evt)_[0-9a-hjkmnp-tv-z]{26}", value) for value in ids.values())
+    assert "holder" not in entry
+    assert "id_number" not in entry
+    assert HOLDER_NAME not in json.dumps(entry, ensure_ascii=False)
