@@ -25,6 +25,7 @@ from ecard.depth import Depth
 from ecard.depth.http import DepthController
 from ecard.federation import Federation, FederationSettings, IssuerRequestKey
 from ecard.federation.http import FederationController, IssuerRequestKeyController, PartnerAdminController
+from ecard.kit.audit import AuditSealer
 from ecard.kit.clock import Clock, SystemClock
 from ecard.kit.crypto import Keys, load_master_key
 from ecard.kit.edge import provide
@@ -56,7 +57,7 @@ from ecard.yukuai import YukuaiLinks, YukuaiPlatform
 from ecard.yukuai.http import YukuaiLinkController
 
 # The collaborators routes are handed by name (see ecard.kit.edge.provide); each is built in the lifespan.
-COLLABORATORS = ("authenticator", "operator_sessions", "readiness")
+COLLABORATORS = ("authenticator", "operator_sessions", "operators", "readiness")
 
 
 def create_app(settings: Settings, clock: Clock | None = None) -> Litestar:
@@ -159,6 +160,8 @@ def create_app(settings: Settings, clock: Clock | None = None) -> Litestar:
         # every background loop runs supervised: restarted after an unexpected exception, and metered
         background = Supervisor()
         state.background = background
+        state.audit_sealer = AuditSealer(pool, keys.audit_key)
+        background.start("audit_sealer", state.audit_sealer.run)
         background.start("issuer_keys", ring.keep_fresh)
         background.start("partner_keys", federation.keep_fresh)
         bank = HttpBank(settings.bank_url, request_key, settings.bank_timeout_s) if settings.bank_url else None

@@ -84,6 +84,14 @@ async def test_logs_carry_refusals_but_no_personal_data_codes_or_secrets(
     )
     assert problem(wrong) == (401, "operator_credentials_invalid")
 
+    # someone typing their own name where the username goes, again and again: refused, locked out, throttled
+    for _ in range(25):
+        typed = await world.client.post(
+            "/v1/admin/sessions", json={"username": HOLDER_NAME, "password": WRONG_PASSWORD, "totp": "123456"}
+        )
+        assert problem(typed)[1] in {"operator_credentials_invalid", "operator_locked", "too_many_requests"}
+    assert problem(typed) == (429, "too_many_requests")
+
     # cardholder registrations that do not validate: a stray field, and an ID number with a bad check digit
     other_name, other_id = (
         "司马青云",
@@ -114,6 +122,8 @@ async def test_logs_carry_refusals_but_no_personal_data_codes_or_secrets(
     assert ("/v1/verifications", 409, "code_already_used") in refused
     assert ("/v1/verifications", 403, "merchant_not_entitled") in refused
     assert ("/v1/admin/sessions", 401, "operator_credentials_invalid") in refused
+    assert ("/v1/admin/sessions", 423, "operator_locked") in refused
+    assert ("/v1/admin/sessions", 429, "too_many_requests") in refused
     assert ("/v1/admin/cardholders", 400, "invalid_request") in refused
     formatted = [json.loads(JsonFormatter().format(r)) for r in records if r.name == "ecard.access"]
     assert {"route": "/v1/verifications", "status": 409, "code": "code_already_used"}.items() <= next(
