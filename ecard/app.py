@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 from collections.abc import AsyncIterator
 from typing import Any
@@ -26,6 +25,7 @@ from ecard.depth import Depth
 from ecard.depth.http import DepthController
 from ecard.federation import Audience, Federation, FederationSettings, IssuerRequestKeys
 from ecard.federation.http import FederationController, IssuerRequestKeyController, PartnerAdminController
+from ecard.kit.audit import AuditSealer
 from ecard.kit.clock import Clock, SystemClock
 from ecard.kit.crypto import Keys, load_master_key
 from ecard.kit.edge import provide
@@ -40,11 +40,12 @@ from ecard.kit.problems import (
 )
 from ecard.kit.refusal import Refusal
 from ecard.kit.signing import authority
+from ecard.kit.supervisor import Supervisor
 from ecard.merchants import Merchants
 from ecard.merchants.http import MerchantAdminController, VenueController
 from ecard.operators import Operators
 from ecard.operators.http import SessionController
-from ecard.ops import configure
+from ecard.ops import Readiness, configure
 from ecard.ops.http import EchoController, OpsController, access_middleware
 from ecard.payments import CallbackPolicy, Callbacks, Destinations, Payments, Recovery
 from ecard.payments.http import BillController, StatementController
@@ -67,6 +68,8 @@ COLLABORATORS = (
     "portal_provider",
     "portals",
     "payments",
+    "operators",
+    "readiness",
 )
 
 
@@ -126,6 +129,7 @@ def create_app(settings: Settings, clock: Clock | None = None) -> Litestar:
         state.clock = clock
         state.pool = pool
         state.redis = redis
+        state.readiness = Readiness(pool, redis)
         state.secret_keys = keys
         state.directory = directory
         state.catalog = catalog
@@ -170,7 +174,13 @@ def create_app(settings: Settings, clock: Clock | None = None) -> Litestar:
             forwarder=federation,
             linked=yukuai if platform is not None else None,
         )
-        background = [asyncio.create_task(ring.keep_fresh()), asyncio.create_task(federation.keep_fresh())]
+        # every background loop runs supervised: restarted after an unexpected exception, and metered
+        background = Supervisor()
+        state.background = background
+        state.audit_sealer = AuditSealer(pool, keys.audit_key)
+        background.start("audit_sealer", state.audit_sealer.run)
+        background.start("issuer_keys", ring.keep_fresh)
+        background.start("partner_keys", federation.keep_fresh)
         bank = (
             HttpBank(settings.bank_url, request_keys.signer(Audience.BANK), settings.bank_timeout_s)
             if settings.bank_url
@@ -206,18 +216,14 @@ def create_app(settings: Settings, clock: Clock | None = None) -> Litestar:
             destinations,
             settings.payment_recovery_grace_s,
         )
-        background.append(asyncio.create_task(callbacks.run()))
+        background.start("callbacks", callbacks.run)
         if bank is not None:
-            state.recovery = Recovery(pool, clock, bank, settings.payment_recovery_grace_s)
-            background.append(asyncio.create_task(state.recovery.run(settings.payment_recovery_interval_s)))
+            recovery = state.recovery = Recovery(pool, clock, bank, settings.payment_recovery_grace_s)
+            background.start("payment_recovery", lambda: recovery.run(settings.payment_recovery_interval_s))
         try:
             yield
         finally:
-            for task in background:
-                task.cancel()
-            for task in background:
-                with contextlib.suppress(asyncio.CancelledError):
-                    await task
+            await background.stop()
             await peers.close()
             await callbacks.aclose()
             if bank is not None:

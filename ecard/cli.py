@@ -53,6 +53,10 @@ def _raise_exit(signum: int, _frame: FrameType | None) -> None:
 def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
     import uvicorn  # noqa: PLC0415
 
+    from ecard.ops import share_metrics  # noqa: PLC0415
+
+    # before anything imports prometheus_client: every worker then writes to the same folder, /metrics adds it up
+    share_metrics(settings.data_dir)
     from ecard.seed import bootstrap, seed_demo  # noqa: PLC0415
 
     embedded = not (settings.database_url and settings.redis_url)
@@ -486,6 +490,37 @@ def cmd_portals(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def cmd_audit_verify(args: argparse.Namespace, settings: Settings) -> int:
+    """Check the audit chain with the master key: exit 0 when intact, 1 naming the first entry that does not chain."""
+    import msgspec  # noqa: PLC0415
+
+    from ecard.kit.audit import ChainHead, verify_chain  # noqa: PLC0415
+
+    try:
+        anchor = ChainHead.parse(args.anchor) if args.anchor else None
+    except ValueError as exc:
+        print(json.dumps({"error": "invalid_request", "detail": str(exc)}), file=sys.stderr)
+        return 2
+
+    async def run(live: Settings) -> dict[str, object]:
+        from ecard.kit.crypto import Keys, load_master_key  # noqa: PLC0415
+        from ecard.kit.infra import create_pool  # noqa: PLC0415
+
+        assert live.database_url
+        pool = await create_pool(live.database_url, 1, 1)
+        try:
+            check = await verify_chain(pool, Keys.from_master(load_master_key(live)).audit_key, anchor)
+        finally:
+            await pool.close()
+        report: dict[str, object] = msgspec.to_builtins(check)
+        return {**report, "head": check.head.text() if check.head else None}
+
+    with _services(settings) as live:
+        report = asyncio.run(run(live))
+    print(json.dumps(report, indent=2))
+    return 0 if report["intact"] else 1
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="ecard", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -524,6 +559,15 @@ def build_parser() -> argparse.ArgumentParser:
     revoke = keys_sub.add_parser("revoke", help="refuse a key's codes at once (key_revoked)")
     revoke.add_argument("kid", help="the key's kid as published (base64url; write `-- KID` when it begins with -)")
     revoke.set_defaults(func=cmd_keys)
+    audit = sub.add_parser("audit", help="the audit log")
+    audit_sub = audit.add_subparsers(dest="action", required=True)
+    verify = audit_sub.add_parser(
+        "verify", help="check the audit chain's seals (exit 0 intact; 1 naming the first entry that does not chain)"
+    )
+    verify.add_argument(
+        "--anchor", default=None, help="a head printed earlier (SEQ:MAC), kept outside the database: must still chain"
+    )
+    verify.set_defaults(func=cmd_audit_verify)
     keygen = sub.add_parser("keygen", help="make a client key pair (private JWK to a file, public JWK printed)")
     keygen.add_argument("--out", required=True)
     keygen.add_argument("--curve", choices=["ed25519", "p256"], default="ed25519")

@@ -14,6 +14,7 @@ import httpx
 import pyotp
 from litestar import Litestar
 
+from ecard.kit.audit import verify_chain
 from ecard.kit.clock import MovableClock
 from ecard.kit.signing import sign_request
 from tests.clientkey import ClientKey, made_up_id_number
@@ -218,6 +219,18 @@ class World(Parties):
     async def new_operator(self, username: str) -> tuple[str, str]:
         password, uri = await self.app.state.operators.add(username)
         return password, uri
+
+    async def audit_intact(self) -> bool:
+        """Seal every audit entry written so far, then check the whole chain with the service's key."""
+        for _ in range(100):
+            while await self.app.state.audit_sealer.seal(wait=True):
+                pass
+            check = await verify_chain(self.app.state.pool, self.app.state.secret_keys.audit_key)
+            if check.unsealed == 0 or not check.intact:
+                return check.intact
+            # an entry of a transaction still open (a background task's): it is sealed once that ends
+            await asyncio.sleep(0.05)
+        return False
 
 
 def problem(answer: httpx.Response) -> tuple[int, str]:

@@ -45,6 +45,8 @@ class Keys:
     wrap: AESGCM
     index_key: bytes
     pseudonym_key: bytes
+    # the audit chain's MAC key: the database holds the entries and their seals, never this key
+    audit_key: bytes
 
     @classmethod
     def from_master(cls, master: bytes) -> Keys:
@@ -56,6 +58,7 @@ class Keys:
             wrap=AESGCM(_derive(master, "key-wrap")),
             index_key=_derive(master, "blind-index"),
             pseudonym_key=_derive(master, "pseudonym"),
+            audit_key=_derive(master, "audit-chain"),
         )
 
     @staticmethod

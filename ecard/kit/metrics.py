@@ -1,10 +1,29 @@
-"""Prometheus metrics of this worker."""
+"""Prometheus metrics, one set for the whole service however many workers serve it.
+
+Under `ecard serve` every worker writes its values to files in PROMETHEUS_MULTIPROC_DIR (prometheus_client's
+multiprocess mode, set up before any worker starts), and `/metrics` adds up all workers' files; a process
+without that folder (tests, tools) keeps its values in memory.
+"""
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Counter, Histogram
+import os
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest, multiprocess
 
 REGISTRY = CollectorRegistry(auto_describe=True)
+# set by `ecard serve` (ecard.ops.share_metrics) before this module is first imported
+MULTIPROCESS_ENV = "PROMETHEUS_MULTIPROC_DIR"
+
+
+def exposition() -> bytes:
+    """The text form of every metric: all workers' when they share a folder, else this process's."""
+    if os.environ.get(MULTIPROCESS_ENV):
+        registry = CollectorRegistry()
+        multiprocess.MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
+        return generate_latest(registry)
+    return generate_latest(REGISTRY)
+
 
 VERIFICATIONS = Counter("ecard_verifications_total", "Verifications by result code", ["result"], registry=REGISTRY)
 CODES_ISSUED = Counter("ecard_codes_issued_total", "Dynamic codes issued", ["format"], registry=REGISTRY)
@@ -39,5 +58,39 @@ BANK_MISMATCHES = Counter(
     "Bank answers about another movement than the one asked for (another card, amount, direction or id): never"
     " booked; the payment or refund waits for an operator",
     ["operation"],
+    registry=REGISTRY,
+)
+
+# Argon2 lanes (ecard.kit.passwords): how full each is, what it ran and what it shed
+ARGON2_BUSY = Gauge(
+    "ecard_argon2_busy",
+    "Argon2 hashes running or queued, by lane (pin, login)",
+    ["lane"],
+    registry=REGISTRY,
+    multiprocess_mode="livesum",
+)
+ARGON2_RUNS = Counter("ecard_argon2_runs", "Argon2 hashes and checks run, by lane", ["lane"], registry=REGISTRY)
+ARGON2_SHED = Counter(
+    "ecard_argon2_shed", "Argon2 work refused 503 overloaded because its lane was full", ["lane"], registry=REGISTRY
+)
+OPERATOR_LOGINS = Counter(
+    "ecard_operator_logins",
+    "Operator login attempts by outcome (opened, refused, locked, throttled, overloaded)",
+    ["outcome"],
+    registry=REGISTRY,
+)
+
+# background loops (ecard.kit.supervisor)
+BACKGROUND_UP = Gauge(
+    "ecard_background_up",
+    "1 while the background task runs in every live worker, 0 while it waits to be restarted",
+    ["task"],
+    registry=REGISTRY,
+    multiprocess_mode="livemin",
+)
+BACKGROUND_RESTARTS = Counter(
+    "ecard_background_restarts",
+    "Restarts of a background task after it failed or returned",
+    ["task"],
     registry=REGISTRY,
 )

@@ -34,7 +34,7 @@ class Problem(msgspec.Struct, kw_only=True):
 
 
 def problem_response(
-    code: str, detail: str, status: int, extra: Mapping[str, Any] | None = None, retry_after_s: int | None = None
+    code: str, detail: str, status: int, extra: Mapping[str, Any] | None = None, retry_after: int | None = None
 ) -> Response[Any]:
     body: dict[str, Any] = {
         "type": f"https://ecard.cq.gov.cn/problems/{code}",
@@ -45,9 +45,10 @@ def problem_response(
     }
     if extra:
         body.update(extra)
-    if retry_after_s is None and status == 503:
-        retry_after_s = 1
-    headers = {"Retry-After": str(retry_after_s)} if retry_after_s is not None else None
+    # a 503 without its own estimate is an outage or a shed request: asking again in a second is fair
+    if retry_after is None and status == 503:
+        retry_after = 1
+    headers = {"Retry-After": str(max(1, retry_after))} if retry_after is not None else None
     return Response(content=body, status_code=status, media_type=PROBLEM_JSON, headers=headers)
 
 
@@ -57,7 +58,7 @@ def _note(request: Request[Any, Any, Any], code: str) -> None:
 
 def refusal_handler(request: Request[Any, Any, Any], exc: Refusal) -> Response[Any]:
     _note(request, exc.code)
-    return problem_response(exc.code, exc.detail, exc.status, exc.extra, exc.retry_after_s)
+    return problem_response(exc.code, exc.detail, exc.status, exc.extra, exc.retry_after)
 
 
 # msgspec reports a missing or unknown field against the whole body ("data"), naming the field in its message.

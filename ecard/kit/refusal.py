@@ -89,24 +89,23 @@ STATUS_OF: dict[str, int] = {
     "link_token_invalid": 403,
     # payments, wave two: a bill whose payment attempt is unsettled (Retry-After says when to ask again)
     "payment_in_progress": 409,
+    # operator logins (docs/contract-notes.md "Operator logins"): attempts over a source's or a username's
+    # allowance are refused before any password is checked, with Retry-After
+    "too_many_requests": 429,
 }
 
 
 class Refusal(Exception):  # noqa: N818 - a refusal is an answer, not an error of ours
-    """The one exception type for every refusal; `code` is the contract string of API.md."""
+    """The one exception type for every refusal; `code` is the contract string of API.md.
+
+    `retry_after` (seconds) is sent as the Retry-After header: when it is worth asking again."""
 
     def __init__(
-        self,
-        code: str,
-        detail: str = "",
-        *,
-        extra: Mapping[str, Any] | None = None,
-        retry_after_s: int | None = None,
+        self, code: str, detail: str = "", *, extra: Mapping[str, Any] | None = None, retry_after: int | None = None
     ) -> None:
         super().__init__(code)
         self.code = code
         self.detail = detail or code.replace("_", " ")
         self.status = STATUS_OF.get(code, 400)
         self.extra = dict(extra or {})
-        # when asking again makes sense (the Retry-After header); 503s say 1 s unless told otherwise
-        self.retry_after_s = retry_after_s
+        self.retry_after = retry_after

@@ -1,5 +1,7 @@
 """Health, readiness, metrics and logs."""
 
 from ecard.ops.logs import configure
+from ecard.ops.service import Readiness
+from ecard.ops.workers import share_metrics
 
-__all__ = ["configure"]
+__all__ = ["Readiness", "configure", "share_metrics"]

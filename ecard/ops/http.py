@@ -6,14 +6,16 @@ import logging
 import time
 from typing import Any
 
-from litestar import Controller, MediaType, Request, Response, get, post
+from litestar import Controller, MediaType, Response, get, post
+from litestar.di import NamedDependency
 from litestar.enums import ScopeType
 from litestar.params import JSONBody
 from litestar.types import ASGIApp, Message, Receive, Scope, Send
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST
 
-from ecard.kit.metrics import REGISTRY, REQUEST_SECONDS
+from ecard.kit.metrics import REQUEST_SECONDS, exposition
 from ecard.kit.problems import PROBLEM_CODE_STATE
+from ecard.ops.service import Readiness, ReadinessReport
 
 
 class OpsController(Controller):
@@ -25,22 +27,13 @@ class OpsController(Controller):
         return {"status": "ok"}
 
     @get("/readyz", summary="PostgreSQL and Redis answer")
-    async def readyz(self, request: Request[Any, Any, Any]) -> Response[dict[str, str]]:
-        checks = {"database": "ok", "cache": "ok"}
-        try:
-            await request.app.state.pool.fetchval("SELECT 1", timeout=1)
-        except Exception:
-            checks["database"] = "unavailable"
-        try:
-            await request.app.state.redis.ping()
-        except Exception:
-            checks["cache"] = "unavailable"
-        ready = all(v == "ok" for v in checks.values())
-        return Response({"status": "ready" if ready else "not_ready", **checks}, status_code=200 if ready else 503)
+    async def readyz(self, readiness: NamedDependency[Readiness]) -> Response[ReadinessReport]:
+        report = await readiness.check()
+        return Response(report, status_code=200 if report.ready else 503)
 
-    @get("/metrics", summary="Prometheus metrics", media_type=MediaType.TEXT)
+    @get("/metrics", summary="Prometheus metrics (every worker's, added up)", media_type=MediaType.TEXT)
     async def metrics(self) -> Response[bytes]:
-        return Response(generate_latest(REGISTRY), media_type=CONTENT_TYPE_LATEST)
+        return Response(exposition(), media_type=CONTENT_TYPE_LATEST)
 
 
 class EchoController(Controller):

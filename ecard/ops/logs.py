@@ -22,6 +22,12 @@ SAFE_FIELDS = frozenset(
         "item_code",
         "issuer",
         "why",
+        # random identifiers (new_id: a prefix and 16 random bytes) that say nothing about a person
+        "transfer_id",
+        "refund_id",
+        "event_id",
+        # a background loop's name (ecard.kit.supervisor)
+        "task",
     }
 )
 

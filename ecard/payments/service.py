@@ -108,7 +108,7 @@ def refuse_unpayable(bill: Bill, now: float) -> None:
         raise Refusal(
             "payment_in_progress",
             "a payment of this bill is being settled; ask again after Retry-After",
-            retry_after_s=min(RETRY_AFTER_MAX_S, max(1, math.ceil(until - now))),
+            retry_after=min(RETRY_AFTER_MAX_S, max(1, math.ceil(until - now))),
         )
     if status != "pending":
         raise Refusal("bill_not_payable", f"the bill is {status}")
@@ -466,7 +466,7 @@ class Payments:
         now = self._clock.now()
         if not await store.renew_attempt(self._pool, transfer_id, lease, to_datetime(now + self._lease_s)):
             raise Refusal(
-                "payment_in_progress", "recovery took this payment over; ask again after Retry-After", retry_after_s=1
+                "payment_in_progress", "recovery took this payment over; ask again after Retry-After", retry_after=1
             )
         try:
             debited = await bank.debit(transfer_id, card.card_id, bill.amount_fen, f"bill {bill_id}")
@@ -485,7 +485,7 @@ class Payments:
         if debited.status != "completed":
             # reversed already: recovery took the attempt over, and books the reversal
             raise Refusal(
-                "payment_in_progress", "the payment is being settled; ask again after Retry-After", retry_after_s=1
+                "payment_in_progress", "the payment is being settled; ask again after Retry-After", retry_after=1
             )
         return await self._commit_payment(transfer_id, lease)
 
@@ -503,7 +503,7 @@ class Payments:
                     raise Refusal(
                         "payment_in_progress",
                         "the payment is being settled; ask again after Retry-After",
-                        retry_after_s=1,
+                        retry_after=1,
                     )
                 bill = await store.bill(conn, attempt.bill_id)
                 assert bill is not None

@@ -11,7 +11,6 @@ from typing import Any
 
 import pytest
 
-from ecard.kit import audit
 from ecard.kit.clock import to_datetime
 from tests.support import Actor, World, problem
 
@@ -358,4 +357,4 @@ async def test_depth_is_for_operators_and_its_records_are_audited(world: World) 
         ("depth.scenes", "wl-030", {"district": "wulong", "scenes": 3}),
         ("depth.beneficiaries", "wl-018", {"year": 2026, "beneficiaries": 4, "paid_by_card": 1}),
     ]
-    assert await audit.verify_chain(world.app.state.pool) is True
+    assert await world.audit_intact()

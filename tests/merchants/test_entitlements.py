@@ -6,7 +6,6 @@ from typing import Any
 
 import pytest
 
-from ecard.kit import audit
 from tests.support import World, ed25519_actor, problem
 
 
@@ -119,7 +118,7 @@ async def test_entitlement_changes_are_audited_and_refusals_are_not(world: World
     ]
     assert rows[0]["detail"] == {"items": ["wl-030"], "functions": ["identity"]}
     assert rows[1]["detail"] == {"items": ["wl-028", "wl-031"], "functions": ["identity", "payment"]}
-    assert await audit.verify_chain(world.app.state.pool) is True
+    assert await world.audit_intact()
 
 
 async def test_a_merchant_verifies_the_items_it_fits(world: World) -> None:

@@ -7,7 +7,6 @@ from typing import Any
 import httpx
 import pytest
 
-from ecard.kit import audit
 from tests.support import Actor, World, ed25519_actor, p256_actor, problem
 
 PLACE = {
@@ -197,7 +196,7 @@ async def test_a_disabled_terminal_is_refused_until_re_enabled(world: World) -> 
         "terminal.disabled",
         "terminal.active",
     ]
-    assert await audit.verify_chain(world.app.state.pool) is True
+    assert await world.audit_intact()
 
 
 async def test_the_status_of_an_unknown_terminal_is_not_found(world: World) -> None:

@@ -240,3 +240,66 @@ async def test_passwords_are_argon2id_hashes_and_totp_secrets_are_sealed(world: 
         text = bytes(value).decode("latin-1") if isinstance(value, bytes | memoryview) else str(value)
         assert password not in text
         assert totp_secret not in text
+
+
+async def test_logging_out_ends_this_session_and_no_other(world: World) -> None:
+    username, password, uri = await new_operator(world)
+    desk = (await login(world, username, password, current_totp(world, uri))).json()["token"]
+    laptop = (await login(world, username, password, totp_now(uri, at=world.clock.now() + 30))).json()["token"]
+
+    answer = await world.client.delete("/v1/admin/sessions/current", headers={"Authorization": f"Bearer {desk}"})
+
+    assert answer.status_code == 204, answer.text
+    assert problem(await channel_created_with(world, desk)) == (401, "unauthorized")
+    assert (await channel_created_with(world, laptop)).status_code == 201
+    # a session that has ended cannot be logged out of again
+    again = await world.client.delete("/v1/admin/sessions/current", headers={"Authorization": f"Bearer {desk}"})
+    assert problem(again) == (401, "unauthorized")
+
+
+async def test_logging_out_everywhere_ends_every_session_of_the_operator_only(world: World) -> None:
+    username, password, uri = await new_operator(world)
+    desk = (await login(world, username, password, current_totp(world, uri))).json()["token"]
+    laptop = (await login(world, username, password, totp_now(uri, at=world.clock.now() + 30))).json()["token"]
+    bob, bob_password, bob_uri = await new_operator(world, "bob")
+    bobs = (await login(world, bob, bob_password, current_totp(world, bob_uri))).json()["token"]
+
+    answer = await world.client.delete("/v1/admin/sessions", headers={"Authorization": f"Bearer {laptop}"})
+
+    assert answer.status_code == 204, answer.text
+    assert problem(await channel_created_with(world, desk)) == (401, "unauthorized")
+    assert problem(await channel_created_with(world, laptop)) == (401, "unauthorized")
+    assert (await channel_created_with(world, bobs)).status_code == 201
+    # logging in again opens a session that works
+    world.clock.advance(60)
+    fresh = (await login(world, username, password, current_totp(world, uri))).json()["token"]
+    assert (await channel_created_with(world, fresh)).status_code == 201
+
+
+@pytest.mark.parametrize("path", ["/v1/admin/sessions/current", "/v1/admin/sessions"])
+@pytest.mark.parametrize("authorization", [None, "Bearer not-a-session-token", "Basic YWxpY2U6c2VjcmV0"])
+async def test_logging_out_needs_a_live_session(world: World, path: str, authorization: str | None) -> None:
+    headers = {} if authorization is None else {"Authorization": authorization}
+
+    answer = await world.client.delete(path, headers=headers)
+
+    assert problem(answer) == (401, "unauthorized")
+
+
+async def test_logging_out_is_audited(world: World) -> None:
+    username, password, uri = await new_operator(world)
+    first = (await login(world, username, password, current_totp(world, uri))).json()["token"]
+    second = (await login(world, username, password, totp_now(uri, at=world.clock.now() + 30))).json()["token"]
+
+    await world.client.delete("/v1/admin/sessions/current", headers={"Authorization": f"Bearer {first}"})
+    await world.client.delete("/v1/admin/sessions", headers={"Authorization": f"Bearer {second}"})
+
+    rows = await world.app.state.pool.fetch(
+        "SELECT actor, subject, detail FROM audit_log WHERE action = 'operator.logout' ORDER BY entry_id"
+    )
+    operator_id = await world.app.state.pool.fetchval("SELECT operator_id FROM operators WHERE username = $1", username)
+    assert [(r["actor"], r["subject"], r["detail"]) for r in rows] == [
+        (operator_id, operator_id, {"sessions": "this"}),
+        (operator_id, operator_id, {"sessions": "all"}),
+    ]
+    assert await world.audit_intact()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 
 import pyotp
 import pytest
@@ -11,6 +12,7 @@ from cryptography.hazmat.primitives import serialization
 
 from ecard.config import Settings
 from ecard.kit.crypto import b64u
+from ecard.kit.ids import new_id
 from ecard.ops.logs import JsonFormatter
 from tests.support import Actor, World, problem, totp_now
 
@@ -82,6 +84,14 @@ async def test_logs_carry_refusals_but_no_personal_data_codes_or_secrets(
     )
     assert problem(wrong) == (401, "operator_credentials_invalid")
 
+    # someone typing their own name where the username goes, again and again: refused, locked out, throttled
+    for _ in range(25):
+        typed = await world.client.post(
+            "/v1/admin/sessions", json={"username": HOLDER_NAME, "password": WRONG_PASSWORD, "totp": "123456"}
+        )
+        assert problem(typed)[1] in {"operator_credentials_invalid", "operator_locked", "too_many_requests"}
+    assert problem(typed) == (429, "too_many_requests")
+
     # cardholder registrations that do not validate: a stray field, and an ID number with a bad check digit
     other_name, other_id = (
         "司马青云",
@@ -112,6 +122,8 @@ async def test_logs_carry_refusals_but_no_personal_data_codes_or_secrets(
     assert ("/v1/verifications", 409, "code_already_used") in refused
     assert ("/v1/verifications", 403, "merchant_not_entitled") in refused
     assert ("/v1/admin/sessions", 401, "operator_credentials_invalid") in refused
+    assert ("/v1/admin/sessions", 423, "operator_locked") in refused
+    assert ("/v1/admin/sessions", 429, "too_many_requests") in refused
     assert ("/v1/admin/cardholders", 400, "invalid_request") in refused
     formatted = [json.loads(JsonFormatter().format(r)) for r in records if r.name == "ecard.access"]
     assert {"route": "/v1/verifications", "status": 409, "code": "code_already_used"}.items() <= next(
@@ -138,3 +150,20 @@ async def test_logs_carry_refusals_but_no_personal_data_codes_or_secrets(
     for label, secret in secrets.items():
         leaked = [text for text in texts if secret in text]
         assert not leaked, f"{label} appears in the logs: {leaked[0][:300]}"
+
+
+def test_payment_and_callback_ids_are_logged_and_nothing_off_the_list_is() -> None:
+    ids = {"transfer_id": new_id("txn"), "refund_id": new_id("rfd"), "event_id": new_id("evt")}
+    record = logging.LogRecord("ecard.payments", logging.WARNING, __file__, 1, "bank debit failed", None, None)
+    for field, value in {**ids, "task": "callbacks", "holder": HOLDER_NAME, "id_number": "500101199001011234"}.items():
+        setattr(record, field, value)
+
+    entry = json.loads(JsonFormatter().format(record))
+
+    assert {field: entry[field] for field in ids} == ids
+    assert entry["task"] == "callbacks"
+    # the identifiers say nothing about a person: a prefix and 26 characters of random Crockford base32
+    assert all(re.fullmatch(r"(txn|rfd|evt)_[0-9a-hjkmnp-tv-z]{26}", value) for value in ids.values())
+    assert "holder" not in entry
+    assert "id_number" not in entry
+    assert HOLDER_NAME not in json.dumps(entry, ensure_ascii=False)

@@ -7,7 +7,6 @@ import datetime as dt
 
 import asyncpg
 
-from ecard.kit.audit import verify_chain
 from ecard.payments import check
 from tests.payments.conftest import PIN, WATER, Shop
 from tests.support import World, problem
@@ -89,7 +88,7 @@ async def test_five_wrong_pins_lock_the_cards_payments_for_thirty_minutes(world:
     assert actions.count("payment.pin_refused_locked") == 3
     assert actions[-1] == "payment.pin_correct"
     assert not any(PIN in r["detail"] or "246801" in r["detail"] for r in audited)
-    assert await verify_chain(world.app.state.pool) is True
+    assert await world.audit_intact()
 
 
 async def test_concurrent_wrong_pins_cannot_get_past_the_limit(world: World, shop: Shop) -> None:

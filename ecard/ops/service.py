@@ -1,0 +1,39 @@
+"""Readiness: whether the backing services answer, each on its own."""
+
+from __future__ import annotations
+
+import asyncpg
+import msgspec
+import redis.asyncio as aioredis
+
+from ecard.ops import store
+
+
+class ReadinessReport(msgspec.Struct, frozen=True):
+    status: str
+    database: str
+    cache: str
+
+    @property
+    def ready(self) -> bool:
+        return self.status == "ready"
+
+
+class Readiness:
+    def __init__(self, pool: asyncpg.Pool, redis: aioredis.Redis, timeout_s: float = 1.0) -> None:
+        self._pool = pool
+        self._redis = redis
+        self._timeout = timeout_s
+
+    async def check(self) -> ReadinessReport:
+        database = cache = "ok"
+        try:
+            await store.ping_database(self._pool, self._timeout)
+        except Exception:
+            database = "unavailable"
+        try:
+            await store.ping_cache(self._redis)
+        except Exception:
+            cache = "unavailable"
+        ready = database == cache == "ok"
+        return ReadinessReport("ready" if ready else "not_ready", database, cache)
