@@ -254,10 +254,11 @@ def cmd_partners(args: argparse.Namespace, settings: Settings) -> int:
         assert live.database_url
         assert live.redis_url
         async with connections(live.database_url, live.redis_url) as (pool, _), peer_session() as http:
-            request_key = await IssuerRequestKey.load(pool, Keys.from_master(load_master_key(live)), live.issuer_id)
+            keys = Keys.from_master(load_master_key(live))
+            request_key = await IssuerRequestKey.load(pool, keys, live.issuer_id)
             federation = Federation(
                 pool,
-                ClientDirectory(pool),
+                ClientDirectory(pool, keys),
                 request_key,
                 SystemClock(),
                 FederationSettings(

@@ -61,7 +61,7 @@ async def seed_demo(settings: Settings) -> dict[str, Any] | None:
     async with connections(settings.database_url, settings.redis_url) as (pool, redis):
         keys = Keys.from_master(load_master_key(settings))
         clock = SystemClock()
-        directory = ClientDirectory(pool)
+        directory = ClientDirectory(pool, keys)
         merchants = Merchants(pool, directory, Catalog(pool))
         operators = Operators(pool, redis, keys, clock, settings.redis_prefix, settings.session_ttl_s)
         password, totp_uri = await operators.add("demo-operator")

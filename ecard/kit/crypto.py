@@ -45,6 +45,8 @@ class Keys:
     wrap: AESGCM
     index_key: bytes
     pseudonym_key: bytes
+    # keys the tag inside every client key id the service mints, so that made-up key ids are refused unseen
+    key_id_key: bytes
 
     @classmethod
     def from_master(cls, master: bytes) -> Keys:
@@ -56,6 +58,7 @@ class Keys:
             wrap=AESGCM(_derive(master, "key-wrap")),
             index_key=_derive(master, "blind-index"),
             pseudonym_key=_derive(master, "pseudonym"),
+            key_id_key=_derive(master, "client-key-id"),
         )
 
     @staticmethod
@@ -77,6 +80,10 @@ class Keys:
 
     def open_card_ref(self, sealed: bytes, issuer: str) -> bytes:
         return self._open(self.card_ref, sealed, issuer.encode())
+
+    def key_id_tag(self, body: bytes) -> bytes:
+        """The 8-byte tag a minted client key id carries after its 8 random bytes."""
+        return hmac.new(self.key_id_key, b"key-id|" + body, hashlib.sha256).digest()[:8]
 
     def seal_pii(self, plaintext: str, context: str) -> bytes:
         return self._seal(self.pii, plaintext.encode(), context.encode())
