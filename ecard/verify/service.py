@@ -54,9 +54,9 @@ class VerifyDeps:
     linked: LinkedCodes | None = None
 
 
-def _open_reference(deps: VerifyDeps, sealed: bytes) -> tuple[str, str]:
+async def _open_reference(deps: VerifyDeps, sealed: bytes) -> tuple[str, str]:
     try:
-        plain = deps.keys.open_card_ref(sealed, deps.issuer)
+        plain = await deps.ring.open_card_ref(sealed)
     except SealError as exc:
         raise Refusal("malformed_code", "the code's card reference does not open") from exc
     if len(plain) != 32:
@@ -168,7 +168,7 @@ async def _decide(
         raise Refusal("nonce_reused", "this nonce has been used already")
     if revoked:
         raise Refusal("key_revoked", "the key that signed this code has been revoked")
-    card_id, _device_id = _open_reference(deps, token.card_ref)
+    card_id, _device_id = await _open_reference(deps, token.card_ref)
     if not fresh:
         await deps.risk.replay(card_id, venue.merchant_id, token.cti.hex())
         raise Refusal("code_already_used", "this code has been used already")
