@@ -51,12 +51,12 @@ from ecard.portal import Portals, Provider, SigningKeys
 from ecard.portal.http import LoginController, OAuthController, PortalAdminController, ProviderController
 from ecard.risk import RiskEvents
 from ecard.verify import VerifyDeps
-from ecard.verify.http import VerificationController
+from ecard.verify.http import HistoryController, VerificationController
 from ecard.yukuai import YukuaiLinks, YukuaiPlatform
 from ecard.yukuai.http import YukuaiLinkController
 
 # The collaborators routes are handed by name (see ecard.kit.edge.provide); each is built in the lifespan.
-COLLABORATORS = ("authenticator", "operator_sessions", "code_issuer", "key_ring")
+COLLABORATORS = ("authenticator", "operator_sessions", "code_issuer", "key_ring", "verify_deps")
 
 
 def create_app(settings: Settings, clock: Clock | None = None) -> Litestar:
@@ -203,6 +203,7 @@ def create_app(settings: Settings, clock: Clock | None = None) -> Litestar:
         DeviceController,
         CodeController,
         VerificationController,
+        HistoryController,
         CatalogController,
         CatalogAdminController,
         PartnerAdminController,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from litestar import Controller, Request, get, post, put
+from litestar import Controller, Request, post, put
 from litestar.di import NamedDependency
 from litestar.params import FromPath, JSONBody
 
@@ -13,7 +13,6 @@ from ecard.cards.models import (
     CardholderCards,
     Enrolment,
     EnrolmentAnswer,
-    History,
     IdLookup,
     NewCardholder,
     PinChange,
@@ -126,13 +125,3 @@ class DeviceController(Controller):
         self, request: Request[Any, Any, Any], principal: NamedDependency[Principal], card_id: FromPath[str]
     ) -> dict[str, str]:
         return {"status": await _cards(request).report_lost(principal, card_id)}
-
-    @get(
-        "/cards/{card_id:str}/verifications",
-        summary="Every verification of the card: who, where, when, which item, what was disclosed",
-        responses=problems(*SIGNED_PROBLEMS, "forbidden"),
-    )
-    async def history(
-        self, request: Request[Any, Any, Any], principal: NamedDependency[Principal], card_id: FromPath[str]
-    ) -> History:
-        return History(items=await _cards(request).history(principal, card_id))

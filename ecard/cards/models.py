@@ -69,23 +69,6 @@ class PinChange(msgspec.Struct, forbid_unknown_fields=True):
     pin: str
 
 
-class HistoryEntry(msgspec.Struct):
-    verification_id: str
-    merchant_name: str
-    item_code: str
-    item_name: str
-    disclosed: list[str]
-    verified_at: str
-    terminal_id: str | None = None
-    place: dict[str, Any] | None = None
-    # the partner issuer (e.g. sc) whose merchant checked the card; None when it was one of ours
-    via_issuer: str | None = None
-
-
-class History(msgspec.Struct):
-    items: list[HistoryEntry]
-
-
 def mask_name(name: str) -> str:
     """张三 -> 张*, 张小三 -> 张*三, 欧阳小明 -> 欧**明: first and last character only."""
     name = name.strip()

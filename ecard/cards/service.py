@@ -1,4 +1,4 @@
-"""Card lifecycle: registry entries, enrolment of devices, PINs, loss reports, status and the holder's history."""
+"""Card lifecycle: registry entries, enrolment of devices, PINs, loss reports and status."""
 
 from __future__ import annotations
 
@@ -13,14 +13,12 @@ from ecard.cards.models import (
     CardholderCards,
     CardSummary,
     EnrolmentAnswer,
-    HistoryEntry,
     mask_name,
     normalise_id_number,
     valid_id_number,
 )
 from ecard.clients import ClientDirectory
 from ecard.kit import audit
-from ecard.kit.clock import iso
 from ecard.kit.crypto import Keys, constant_time_equal
 from ecard.kit.ids import new_id
 from ecard.kit.jwk import parse_public_jwk
@@ -188,24 +186,6 @@ class Cards:
         if row["card_status"] == "cancelled":
             raise Refusal("card_cancelled", "the card is cancelled")
         return CardState(card_id=row["card_id"], status=row["card_status"]), row["pin_hash"]
-
-    async def history(self, device: Principal, card_id: str, limit: int = 100) -> list[HistoryEntry]:
-        self._own_card(device, card_id)
-        rows = await store.verifications_of_card(self._pool, card_id, limit)
-        return [
-            HistoryEntry(
-                verification_id=r["verification_id"],
-                merchant_name=r["merchant_name"],
-                item_code=r["item_code"],
-                item_name=r["item_name"],
-                disclosed=list(r["disclosed"]),
-                verified_at=iso(r["verified_at"].timestamp()),
-                terminal_id=r["terminal_id"],
-                place=r["place"],
-                via_issuer=r["via_issuer"],
-            )
-            for r in rows
-        ]
 
     @staticmethod
     def _own_card(device: Principal, card_id: str) -> None:

@@ -1,4 +1,4 @@
-"""SQL for cardholders, cards, devices and the holder's view of verifications."""
+"""SQL for cardholders, cards and devices."""
 
 from __future__ import annotations
 
@@ -118,16 +118,3 @@ async def device_pin(pool: asyncpg.Pool, device_id: str) -> dict[str, Any] | Non
         device_id,
     )
     return dict(row) if row else None
-
-
-async def verifications_of_card(pool: asyncpg.Pool, card_id: str, limit: int) -> list[dict[str, Any]]:
-    rows = await pool.fetch(
-        "SELECT v.verification_id, coalesce(m.name, v.merchant_name) AS merchant_name, v.item_code,"
-        " i.name AS item_name, v.disclosed, v.verified_at, v.terminal_id, v.place, v.via_issuer"
-        " FROM verifications v LEFT JOIN merchants m ON m.merchant_id = v.merchant_id AND v.via_issuer IS NULL"
-        " JOIN catalog_items i USING (item_code)"
-        " WHERE v.card_id = $1 ORDER BY v.verified_at DESC LIMIT $2",
-        card_id,
-        limit,
-    )
-    return [dict(r) for r in rows]
