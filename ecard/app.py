@@ -15,7 +15,7 @@ from litestar.openapi.plugins import ScalarRenderPlugin
 
 from ecard.bank import HttpBank
 from ecard.cards import Cards
-from ecard.cards.http import CardholderAdminController, DeviceController, EnrolmentController
+from ecard.cards.http import CardholderAdminController, DeviceController, EnrolmentController, PinResetController
 from ecard.catalog import Catalog
 from ecard.catalog.http import CatalogAdminController, CatalogController
 from ecard.clients import Authenticator, ClientDirectory
@@ -56,7 +56,7 @@ from ecard.yukuai import YukuaiLinks, YukuaiPlatform
 from ecard.yukuai.http import YukuaiLinkController
 
 # The collaborators routes are handed by name (see ecard.kit.edge.provide); each is built in the lifespan.
-COLLABORATORS = ("authenticator", "operator_sessions", "code_issuer", "key_ring", "verify_deps")
+COLLABORATORS = ("authenticator", "operator_sessions", "cards", "code_issuer", "key_ring", "verify_deps")
 
 
 def create_app(settings: Settings, clock: Clock | None = None) -> Litestar:
@@ -72,7 +72,7 @@ def create_app(settings: Settings, clock: Clock | None = None) -> Litestar:
         directory = ClientDirectory(pool, keys)
         catalog = Catalog(pool, clock)
         merchants = Merchants(pool, directory, catalog)
-        cards = Cards(pool, keys, directory)
+        cards = Cards(pool, keys, directory, clock, pin_reset_ttl_s=settings.pin_reset_ttl_s)
         ring = KeyRing.from_settings(pool, redis, keys, clock, settings)
         await ring.ensure_active()
         await ring.republish_revocations()
@@ -200,6 +200,7 @@ def create_app(settings: Settings, clock: Clock | None = None) -> Litestar:
         VenueController,
         DepthController,
         EnrolmentController,
+        PinResetController,
         DeviceController,
         CodeController,
         VerificationController,

@@ -72,6 +72,8 @@ class Settings:
     callback_window_s: float = 86400.0
     callback_poll_s: float = 1.0
     callback_timeout_s: float = 5.0
+    # how long a channel's PIN reset grant (POST /v1/devices/{id}/pin-reset) stays usable
+    pin_reset_ttl_s: int = 300
 
     @classmethod
     def from_env(cls, environ: dict[str, str] | None = None) -> Settings:
@@ -109,4 +111,5 @@ class Settings:
             callback_window_s=_float(env, "ECARD_CALLBACK_WINDOW_S", 86400.0),
             callback_poll_s=_float(env, "ECARD_CALLBACK_POLL_S", 1.0),
             callback_timeout_s=_float(env, "ECARD_CALLBACK_TIMEOUT_S", 5.0),
+            pin_reset_ttl_s=_int(env, "ECARD_PIN_RESET_TTL_S", 300),
         )

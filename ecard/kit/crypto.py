@@ -57,6 +57,8 @@ class Keys:
     wrap: AESGCM
     index_key: bytes
     pseudonym_key: bytes
+    # keys the HMAC that peppers every PIN before Argon2, so that a stolen database alone cannot be searched
+    pin_key: bytes
     # keys the tag inside every client key id the service mints, so that made-up key ids are refused unseen
     key_id_key: bytes
     # epoch 0's card-reference key is the one derived before epochs existed; later epochs derive from this root
@@ -73,6 +75,7 @@ class Keys:
             wrap=AESGCM(_derive(master, "key-wrap")),
             index_key=_derive(master, "blind-index"),
             pseudonym_key=_derive(master, "pseudonym"),
+            pin_key=_derive(master, "pin-pepper"),
             key_id_key=_derive(master, "client-key-id"),
             card_ref_legacy=_derive(master, "card-ref"),
             card_ref_root=_derive(master, "card-ref-epochs"),
@@ -122,6 +125,10 @@ class Keys:
             return self._card_ref_key(epoch).decrypt(nonce, body, header + issuer.encode())
         except InvalidTag as exc:
             raise SealError("sealed value does not open") from exc
+
+    def pin_secret(self, pin: str) -> str:
+        """What Argon2 hashes for a PIN: the PIN peppered with the server's key (HMAC-SHA-256)."""
+        return b64u(hmac.new(self.pin_key, b"pin|" + pin.encode(), hashlib.sha256).digest())
 
     def key_id_tag(self, body: bytes) -> bytes:
         """The 8-byte tag a minted client key id carries after its 8 random bytes."""

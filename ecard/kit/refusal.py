@@ -84,6 +84,8 @@ STATUS_OF: dict[str, int] = {
     "bill_not_closable": 409,
     "refund_exceeds_paid": 409,
     "bank_unavailable": 503,
+    # PIN changes (issue 11, H1): a channel's reset grant that is unknown, used, expired or another device's
+    "pin_reset_invalid": 403,
 }
 
 
