@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
 
 import msgspec
 
@@ -31,6 +30,6 @@ class KeyRow(msgspec.Struct, frozen=True):
     owner_id: str
     parent_id: str | None
     # the JWK as registered (a JSON object of strings); parsed and checked by kit.jwk
-    public_jwk: dict[str, Any]
+    public_jwk: dict[str, str]
     alg: str
     status: str

@@ -32,7 +32,7 @@ class CodeRequest(msgspec.Struct, forbid_unknown_fields=True):
 
 class KeySet(msgspec.Struct):
     issuer: str
-    keys: list[dict[str, Any]]
+    keys: list[dict[str, str | None]]
 
 
 def _check_empty_request(body: bytes) -> None:
