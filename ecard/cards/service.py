@@ -364,13 +364,15 @@ class Cards:
                 outcome = "pin_correct"
             else:
                 outcome = "pin_locked" if attempt.failures >= PIN_ATTEMPTS else "pin_incorrect"
+        # the fifth wrong PIN locks; so does an attempt beyond the fifth that finds no lock (the fifth's check
+        # never finished: its process died), lest the count stay above the limit for good
+        locks = outcome == "pin_locked" or (outcome == "pin_refused_locked" and attempt.locked_until is None)
         async with self._pool.acquire() as conn, conn.transaction():
             if outcome == "pin_correct":
                 await store.clear_pin_failures(conn, card_id)
                 if rehashed is not None and attempt.pin_hash is not None:
                     await store.rehash_pin(conn, device.owner_id, attempt.pin_hash, rehashed, PIN_PEPPER)
-            elif outcome == "pin_locked":
-                await store.lock_pins(conn, card_id, to_datetime(now + PIN_LOCK_S))
+            elif locks and await store.lock_pins(conn, card_id, to_datetime(now + PIN_LOCK_S)):
                 await self.notify(card_id, "pin_locked", {"until": iso(now + PIN_LOCK_S)}, conn=conn, at=now)
             await audit.record(conn, f"device:{device.owner_id}", f"{purpose}.{outcome}", subject, {"card_id": card_id})
         if outcome == "pin_correct":

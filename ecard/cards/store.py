@@ -201,8 +201,14 @@ async def clear_pin_failures(conn: Executor, card_id: str) -> None:
     await conn.execute("UPDATE pin_guards SET failures = 0, locked_until = NULL WHERE card_id = $1", card_id)
 
 
-async def lock_pins(conn: Executor, card_id: str, until: datetime) -> None:
-    await conn.execute("UPDATE pin_guards SET locked_until = $2 WHERE card_id = $1", card_id, until)
+async def lock_pins(conn: Executor, card_id: str, until: datetime) -> bool:
+    """Lock the card's PIN until `until`, unless it is locked already; True when this locked it."""
+    row = await conn.fetchrow(
+        "UPDATE pin_guards SET locked_until = $2 WHERE card_id = $1 AND locked_until IS NULL RETURNING card_id",
+        card_id,
+        until,
+    )
+    return row is not None
 
 
 async def insert_reset(

@@ -207,6 +207,21 @@ async def test_five_wrong_current_pins_lock_the_pin_for_thirty_minutes(world: Wo
     assert "pin_locked" in [n["kind"] for n in await notices(world, phone)]
 
 
+async def test_a_count_left_above_the_limit_without_a_lock_locks_for_thirty_minutes_only(world: World) -> None:
+    phone = await with_pin(world)
+    # what a fifth check that never finished leaves behind: counted, never locked
+    await world.app.state.pool.execute(
+        "INSERT INTO pin_guards (card_id, failures) VALUES ($1, 5)"
+        " ON CONFLICT (card_id) DO UPDATE SET failures = 5, locked_until = NULL",
+        phone.ids["card_id"],
+    )
+
+    assert problem(await put_pin(world, phone, {"pin": NEW_PIN, "current_pin": PIN})) == (423, "pin_locked")
+
+    world.clock.advance(30 * 60 + 1)
+    assert (await put_pin(world, phone, {"pin": NEW_PIN, "current_pin": PIN})).status_code == 204
+
+
 async def test_the_right_current_pin_changes_the_pin(world: World) -> None:
     phone = await with_pin(world)
 
