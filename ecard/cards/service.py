@@ -29,7 +29,7 @@ from ecard.clients import ClientDirectory
 from ecard.kit import audit
 from ecard.kit.clock import Clock, iso, to_datetime
 from ecard.kit.crypto import Keys, constant_time_equal
-from ecard.kit.ids import new_id, random_token
+from ecard.kit.ids import id_to_bytes, new_id, random_token
 from ecard.kit.infra import Conn
 from ecard.kit.jwk import parse_public_jwk
 from ecard.kit.passwords import PINS
@@ -75,6 +75,15 @@ def _refuse_unless_active(device: DeviceCard | None) -> DeviceCard:
 def _attempts_left(failures: int, locked_until: datetime | None) -> int:
     # after a lock has run out the next attempt starts a new series
     return PIN_ATTEMPTS if locked_until is not None else max(PIN_ATTEMPTS - failures, 1)
+
+
+def _is_id(value: str, prefix: str) -> bool:
+    """Whether a value from a URL can be one of our ids (and so goes to the database at all)."""
+    try:
+        id_to_bytes(value)
+    except ValueError:
+        return False
+    return value.startswith(prefix + "_")
 
 
 def _reset_hash(token: str) -> bytes:
@@ -305,7 +314,7 @@ class Cards:
 
     async def grant_pin_reset(self, channel: Principal, device_id: str, id_number: str, name: str) -> PinResetGrant:
         """After the channel's fresh real-name check of the device's holder: a short-lived, single-use grant."""
-        device = await store.device_holder(self._pool, device_id)
+        device = await store.device_holder(self._pool, device_id) if _is_id(device_id, "dev") else None
         if device is None or device.device_status != "active":
             raise Refusal("not_found", "no active device has this id")
         # the person the channel checked must be the card's holder: ID number and name, both, in constant time

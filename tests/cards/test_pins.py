@@ -10,6 +10,7 @@ import argon2
 import pytest
 
 from ecard.kit.crypto import Keys
+from ecard.kit.ids import new_id
 from tests.support import Actor, World, problem
 
 PIN = "480273"
@@ -385,9 +386,9 @@ async def test_a_reset_of_an_unknown_device_is_not_found(world: World) -> None:
     channel = await world.channel()
     body = {"id_number": "110101199003070011", "name": "张小三"}
 
-    answer = await world.signed(channel, "POST", "/v1/devices/dev_none/pin-reset", body)
-
-    assert problem(answer) == (404, "not_found")
+    for device_id in ("dev_none", new_id("dev"), "dev_%00", "crd_" + "0" * 26):
+        answer = await world.signed(channel, "POST", f"/v1/devices/{device_id}/pin-reset", body)
+        assert problem(answer) == (404, "not_found"), device_id
 
 
 @pytest.mark.parametrize("status", ["suspended", "cancelled"])
