@@ -14,7 +14,7 @@ from litestar.openapi.plugins import ScalarRenderPlugin
 
 from ecard.bank import HttpBank
 from ecard.cards import Cards
-from ecard.cards.http import CardholderAdminController, DeviceController, EnrolmentController
+from ecard.cards.http import CardholderAdminController, DeviceController, EnrolmentController, PinResetController
 from ecard.catalog import Catalog
 from ecard.catalog.http import CatalogAdminController, CatalogController
 from ecard.clients import Authenticator, ClientDirectory
@@ -53,7 +53,7 @@ from ecard.portal import Held, Portals, Provider, SigningKeys
 from ecard.portal.http import LoginController, OAuthController, PortalAdminController, ProviderController
 from ecard.risk import RiskEvents
 from ecard.verify import VerifyDeps
-from ecard.verify.http import VerificationController
+from ecard.verify.http import HistoryController, VerificationController
 from ecard.yukuai import YukuaiLinks, YukuaiPlatform, check_platform_url
 from ecard.yukuai.http import YukuaiLinkController
 
@@ -70,6 +70,9 @@ COLLABORATORS = (
     "payments",
     "operators",
     "readiness",
+    "cards",
+    "code_issuer",
+    "key_ring",
 )
 
 
@@ -85,10 +88,10 @@ def create_app(settings: Settings, clock: Clock | None = None) -> Litestar:
         pool = await create_pool(settings.database_url, settings.db_pool_min, settings.db_pool_max)
         redis = create_redis(settings.redis_url)
         keys = Keys.from_master(load_master_key(settings))
-        directory = ClientDirectory(pool)
+        directory = ClientDirectory(pool, keys)
         catalog = Catalog(pool, clock)
         merchants = Merchants(pool, directory, catalog)
-        cards = Cards(pool, keys, directory)
+        cards = Cards(pool, keys, directory, clock, pin_reset_ttl_s=settings.pin_reset_ttl_s)
         ring = KeyRing.from_settings(pool, redis, keys, clock, settings)
         await ring.ensure_active()
         await ring.republish_revocations()
@@ -205,8 +208,6 @@ def create_app(settings: Settings, clock: Clock | None = None) -> Litestar:
         state.callbacks = callbacks
         state.payments = Payments(
             pool,
-            redis,
-            settings.redis_prefix,
             clock,
             merchants,
             catalog,
@@ -239,9 +240,11 @@ def create_app(settings: Settings, clock: Clock | None = None) -> Litestar:
         VenueController,
         DepthController,
         EnrolmentController,
+        PinResetController,
         DeviceController,
         CodeController,
         VerificationController,
+        HistoryController,
         CatalogController,
         CatalogAdminController,
         PartnerAdminController,

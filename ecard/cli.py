@@ -6,6 +6,7 @@ import argparse
 import asyncio
 import contextlib
 import dataclasses
+import getpass
 import json
 import os
 import signal
@@ -222,16 +223,20 @@ def cmd_keys(args: argparse.Namespace, settings: Settings) -> int:
         async with connections(live.database_url, live.redis_url) as (pool, redis):
             ring = KeyRing.from_settings(pool, redis, Keys.from_master(load_master_key(live)), SystemClock(), live)
             await ring.refresh()
+            # audited as the account that ran the command on this host
+            actor = f"cli:{getpass.getuser()}"
             if args.action == "rotate":
-                return {"rotated_to": b64u(await ring.rotate()), "keys": ring.published()}
+                return {"rotated_to": b64u(await ring.rotate(actor)), "keys": ring.published()}
             if args.action == "revoke":
                 try:
                     kid = b64u_decode(args.kid)
                 except ValueError as exc:
                     raise Refusal("invalid_request", "KID must be base64url, as published") from exc
-                await ring.revoke(kid)
+                await ring.revoke(kid, actor)
                 return {"revoked": args.kid, "keys": ring.published()}
-            return {"issuer": live.issuer_id, "keys": ring.published()}
+            if args.action == "new-epoch":
+                return {"card_ref_epoch": await ring.start_epoch(actor)}
+            return {"issuer": live.issuer_id, "keys": ring.published(), "card_ref_epoch": ring.card_ref_epoch}
 
     with _services(settings) as live:
         try:
@@ -264,10 +269,11 @@ def cmd_partners(args: argparse.Namespace, settings: Settings) -> int:
         assert live.database_url
         assert live.redis_url
         async with connections(live.database_url, live.redis_url) as (pool, _), peer_session() as http:
-            request_keys = await IssuerRequestKeys.load(pool, Keys.from_master(load_master_key(live)), live.issuer_id)
+            keys = Keys.from_master(load_master_key(live))
+            request_keys = await IssuerRequestKeys.load(pool, keys, live.issuer_id)
             federation = Federation(
                 pool,
-                ClientDirectory(pool),
+                ClientDirectory(pool, keys),
                 request_keys.signer(Audience.FEDERATION),
                 SystemClock(),
                 FederationSettings(
@@ -550,7 +556,7 @@ def build_parser() -> argparse.ArgumentParser:
     import_.add_argument("file", help="the CSV file; optional columns regions, effective_from, effective_to")
     import_.set_defaults(func=cmd_catalog_import)
 
-    keys = sub.add_parser("keys", help="issuer code-signing keys")
+    keys = sub.add_parser("keys", help="issuer code-signing keys and card-reference epochs")
     keys_sub = keys.add_subparsers(dest="action", required=True)
     keys_sub.add_parser("list", help="the published keys").set_defaults(func=cmd_keys)
     keys_sub.add_parser(
@@ -559,6 +565,9 @@ def build_parser() -> argparse.ArgumentParser:
     revoke = keys_sub.add_parser("revoke", help="refuse a key's codes at once (key_revoked)")
     revoke.add_argument("kid", help="the key's kid as published (base64url; write `-- KID` when it begins with -)")
     revoke.set_defaults(func=cmd_keys)
+    keys_sub.add_parser(
+        "new-epoch", help="start a new card-reference key epoch; codes of the previous one open until they expire"
+    ).set_defaults(func=cmd_keys)
     audit = sub.add_parser("audit", help="the audit log")
     audit_sub = audit.add_subparsers(dest="action", required=True)
     verify = audit_sub.add_parser(

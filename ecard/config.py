@@ -79,6 +79,8 @@ class Settings:
     callback_concurrency: int = 32
     callback_per_merchant: int = 2
     callback_allow_loopback: bool = False
+    # how long a channel's PIN reset grant (POST /v1/devices/{id}/pin-reset) stays usable
+    pin_reset_ttl_s: int = 300
 
     @classmethod
     def from_env(cls, environ: dict[str, str] | None = None) -> Settings:
@@ -119,4 +121,5 @@ class Settings:
             callback_concurrency=_int(env, "ECARD_CALLBACK_CONCURRENCY", 32),
             callback_per_merchant=_int(env, "ECARD_CALLBACK_PER_MERCHANT", 2),
             callback_allow_loopback=(env.get("ECARD_CALLBACK_ALLOW_LOOPBACK") or "") == "1",
+            pin_reset_ttl_s=_int(env, "ECARD_PIN_RESET_TTL_S", 300),
         )

@@ -61,7 +61,7 @@ async def seed_demo(settings: Settings) -> dict[str, Any] | None:
     async with connections(settings.database_url, settings.redis_url) as (pool, redis):
         keys = Keys.from_master(load_master_key(settings))
         clock = SystemClock()
-        directory = ClientDirectory(pool)
+        directory = ClientDirectory(pool, keys)
         merchants = Merchants(pool, directory, Catalog(pool))
         operators = Operators(pool, redis, keys, clock, settings.redis_prefix, settings.session_ttl_s)
         password, totp_uri = await operators.add("demo-operator")
@@ -78,7 +78,8 @@ async def seed_demo(settings: Settings) -> dict[str, Any] | None:
             public_jwk(merchant_key.public_key()),
         )
         # the demo holder's card is issued where this instance issues cards (cq, or sc for a Sichuan instance)
-        holder = await Cards(pool, keys, directory).register("seed", **{**DEMO_HOLDER, "region": settings.issuer_id})
+        cards = Cards(pool, keys, directory, clock, pin_reset_ttl_s=settings.pin_reset_ttl_s)
+        holder = await cards.register("seed", **{**DEMO_HOLDER, "region": settings.issuer_id})
         portal_key = ec.generate_private_key(ec.SECP256R1())
         portal = await Portals(pool, Catalog(pool)).register(
             "seed",

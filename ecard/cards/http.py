@@ -1,10 +1,8 @@
-"""HTTP for cardholders (operators), enrolment (channels) and the holder's own card (devices)."""
+"""HTTP for cardholders (operators), enrolment and PIN resets (channels) and the holder's own card (devices)."""
 
 from __future__ import annotations
 
-from typing import Any
-
-from litestar import Controller, Request, get, post, put
+from litestar import Controller, get, post, put
 from litestar.di import NamedDependency
 from litestar.params import FromPath, JSONBody
 
@@ -13,10 +11,13 @@ from ecard.cards.models import (
     CardholderCards,
     Enrolment,
     EnrolmentAnswer,
-    History,
     IdLookup,
     NewCardholder,
+    Notices,
     PinChange,
+    PinResetGrant,
+    PinResetRequest,
+    ReportedLost,
     StatusAnswer,
     StatusChange,
 )
@@ -26,11 +27,6 @@ from ecard.kit.principal import ClientKind, Principal
 from ecard.kit.problems import problems
 
 ADMIN = {"operator": operator_session}
-
-
-def _cards(request: Request[Any, Any, Any]) -> Cards:
-    cards: Cards = request.app.state.cards
-    return cards
 
 
 class CardholderAdminController(Controller):
@@ -45,9 +41,9 @@ class CardholderAdminController(Controller):
         responses=problems("unauthorized", "invalid_request", "card_serial_taken"),
     )
     async def register(
-        self, request: Request[Any, Any, Any], operator: NamedDependency[str], data: JSONBody[NewCardholder]
+        self, cards: NamedDependency[Cards], operator: NamedDependency[str], data: JSONBody[NewCardholder]
     ) -> CardholderAnswer:
-        return await _cards(request).register(operator, data.name, data.id_number, data.region, data.card_serial)
+        return await cards.register(operator, data.name, data.id_number, data.region, data.card_serial)
 
     @post(
         "/cardholders/search",
@@ -56,9 +52,9 @@ class CardholderAdminController(Controller):
         responses=problems("unauthorized", "cardholder_not_found"),
     )
     async def search(
-        self, request: Request[Any, Any, Any], operator: NamedDependency[str], data: JSONBody[IdLookup]
+        self, cards: NamedDependency[Cards], operator: NamedDependency[str], data: JSONBody[IdLookup]
     ) -> CardholderCards:
-        return await _cards(request).find(operator, data.id_number)
+        return await cards.find(operator, data.id_number)
 
     @post(
         "/cards/{card_id:str}/status",
@@ -68,12 +64,12 @@ class CardholderAdminController(Controller):
     )
     async def set_status(
         self,
-        request: Request[Any, Any, Any],
+        cards: NamedDependency[Cards],
         operator: NamedDependency[str],
         card_id: FromPath[str],
         data: JSONBody[StatusChange],
     ) -> StatusAnswer:
-        status = await _cards(request).set_status(operator, card_id, data.status, data.reason)
+        status = await cards.set_status(operator, card_id, data.status, data.reason)
         return StatusAnswer(card_id=card_id, status=status)
 
 
@@ -89,11 +85,36 @@ class EnrolmentController(Controller):
         responses=problems(*SIGNED_PROBLEMS, "forbidden", "cardholder_not_found", "identity_mismatch"),
     )
     async def enrol(
-        self, request: Request[Any, Any, Any], principal: NamedDependency[Principal], data: JSONBody[Enrolment]
+        self, cards: NamedDependency[Cards], principal: NamedDependency[Principal], data: JSONBody[Enrolment]
     ) -> EnrolmentAnswer:
-        return await _cards(request).enrol(
-            principal, data.id_number, data.name, data.device_public_key, data.device_name
-        )
+        return await cards.enrol(principal, data.id_number, data.name, data.device_public_key, data.device_name)
+
+
+class PinResetController(Controller):
+    path = "/v1/devices"
+    tags = ["channels"]  # noqa: RUF012
+    dependencies = {"principal": signed_by(ClientKind.CHANNEL)}  # noqa: RUF012
+
+    @post(
+        "/{device_id:str}/pin-reset",
+        status_code=201,
+        summary="Let the device set a new PIN without the old one, after the channel's fresh real-name check",
+        description=(
+            "Answers a single-use grant, valid for ECARD_PIN_RESET_TTL_S seconds, that the device sends as"
+            " `reset_token` with its new PIN to PUT /v1/devices/{device_id}/pin."
+        ),
+        responses=problems(
+            *SIGNED_PROBLEMS, "forbidden", "not_found", "identity_mismatch", "card_suspended", "card_cancelled"
+        ),
+    )
+    async def grant(
+        self,
+        cards: NamedDependency[Cards],
+        principal: NamedDependency[Principal],
+        device_id: FromPath[str],
+        data: JSONBody[PinResetRequest],
+    ) -> PinResetGrant:
+        return await cards.grant_pin_reset(principal, device_id, data.id_number, data.name)
 
 
 class DeviceController(Controller):
@@ -105,16 +126,28 @@ class DeviceController(Controller):
         "/devices/{device_id:str}/pin",
         status_code=204,
         summary="Set the device's payment PIN",
-        responses=problems(*SIGNED_PROBLEMS, "forbidden"),
+        description=(
+            '`{"pin"}` sets the first PIN. A PIN already set changes with `current_pin` (counted by the same'
+            " lockout as payments) or with `reset_token`, a channel's grant from POST .../pin-reset."
+        ),
+        responses=problems(
+            *SIGNED_PROBLEMS,
+            "forbidden",
+            "pin_incorrect",
+            "pin_locked",
+            "pin_reset_invalid",
+            "card_suspended",
+            "card_cancelled",
+        ),
     )
     async def set_pin(
         self,
-        request: Request[Any, Any, Any],
+        cards: NamedDependency[Cards],
         principal: NamedDependency[Principal],
         device_id: FromPath[str],
         data: JSONBody[PinChange],
     ) -> None:
-        await _cards(request).set_pin(principal, device_id, data.pin)
+        await cards.set_pin(principal, device_id, data.pin, data.current_pin, data.reset_token)
 
     @post(
         "/cards/{card_id:str}/report-lost",
@@ -123,16 +156,16 @@ class DeviceController(Controller):
         responses=problems(*SIGNED_PROBLEMS, "forbidden", "card_status_conflict"),
     )
     async def report_lost(
-        self, request: Request[Any, Any, Any], principal: NamedDependency[Principal], card_id: FromPath[str]
-    ) -> dict[str, str]:
-        return {"status": await _cards(request).report_lost(principal, card_id)}
+        self, cards: NamedDependency[Cards], principal: NamedDependency[Principal], card_id: FromPath[str]
+    ) -> ReportedLost:
+        return ReportedLost(status=await cards.report_lost(principal, card_id))
 
     @get(
-        "/cards/{card_id:str}/verifications",
-        summary="Every verification of the card: who, where, when, which item, what was disclosed",
+        "/cards/{card_id:str}/notices",
+        summary="What the holder has been told about the card (PIN set, changed or reset, ...), newest first",
         responses=problems(*SIGNED_PROBLEMS, "forbidden"),
     )
-    async def history(
-        self, request: Request[Any, Any, Any], principal: NamedDependency[Principal], card_id: FromPath[str]
-    ) -> History:
-        return History(items=await _cards(request).history(principal, card_id))
+    async def notices(
+        self, cards: NamedDependency[Cards], principal: NamedDependency[Principal], card_id: FromPath[str]
+    ) -> Notices:
+        return Notices(items=await cards.notices(principal, card_id))

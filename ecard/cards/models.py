@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from datetime import datetime
+from typing import Annotated, Any, Literal
 
 import msgspec
 
 CardStatus = Literal["active", "suspended", "cancelled"]
+# What a notice may say: flat values, never personal data.
+NoticeDetail = dict[str, str | int | bool | None]
 
 
 class NewCardholder(msgspec.Struct, forbid_unknown_fields=True):
@@ -52,6 +55,10 @@ class StatusAnswer(msgspec.Struct):
     status: str
 
 
+class ReportedLost(msgspec.Struct):
+    status: str
+
+
 class Enrolment(msgspec.Struct, forbid_unknown_fields=True):
     id_number: str
     name: str
@@ -66,24 +73,108 @@ class EnrolmentAnswer(msgspec.Struct):
 
 
 class PinChange(msgspec.Struct, forbid_unknown_fields=True):
+    """API.md's `{"pin"}` sets a device's first PIN; changing one needs `current_pin`, or a reset grant."""
+
     pin: str
+    current_pin: str | None = None
+    reset_token: Annotated[str, msgspec.Meta(min_length=1, max_length=128)] | None = None
 
 
-class HistoryEntry(msgspec.Struct):
-    verification_id: str
-    merchant_name: str
-    item_code: str
-    item_name: str
-    disclosed: list[str]
-    verified_at: str
-    terminal_id: str | None = None
-    place: dict[str, Any] | None = None
-    # the partner issuer (e.g. sc) whose merchant checked the card; None when it was one of ours
-    via_issuer: str | None = None
+class PinResetRequest(msgspec.Struct, forbid_unknown_fields=True):
+    """The channel's fresh real-name check of the device's holder."""
+
+    id_number: Annotated[str, msgspec.Meta(max_length=64)]
+    name: Annotated[str, msgspec.Meta(max_length=64)]
 
 
-class History(msgspec.Struct):
-    items: list[HistoryEntry]
+class PinResetGrant(msgspec.Struct):
+    reset_token: str
+    expires_at: str
+
+
+class Notice(msgspec.Struct):
+    notice_id: str
+    kind: str
+    detail: NoticeDetail
+    created_at: str
+
+
+class Notices(msgspec.Struct):
+    items: list[Notice]
+
+
+# --- rows as the store reads them ---------------------------------------------------------------
+
+
+class HolderRow(msgspec.Struct, frozen=True):
+    cardholder_id: str
+    name_sealed: bytes
+
+
+class CardHolderRow(msgspec.Struct, frozen=True):
+    """A card and its holder's sealed identity, for the rooms that compare or tell it."""
+
+    card_id: str
+    status: str
+    region: str
+    cardholder_id: str
+    name_sealed: bytes
+    id_sealed: bytes
+    id_index: bytes
+
+
+class CardRow(msgspec.Struct, frozen=True):
+    card_id: str
+    card_serial: str
+    region: str
+    status: str
+    status_reason: str
+
+
+class CardLock(msgspec.Struct, frozen=True):
+    """A card's row, locked for the caller's transaction."""
+
+    card_id: str
+    status: str
+
+
+class DeviceCard(msgspec.Struct, frozen=True):
+    """A device, the card it carries, and the device's PIN hash (None before a PIN is set)."""
+
+    device_id: str
+    card_id: str
+    device_status: str
+    card_status: str
+    pin_hash: str | None
+    pin_pepper: int
+
+
+class DeviceHolder(msgspec.Struct, frozen=True):
+    """A device and whose card it carries, for a channel's real-name check."""
+
+    device_id: str
+    card_id: str
+    device_status: str
+    card_status: str
+    cardholder_id: str
+    name_sealed: bytes
+    id_index: bytes
+
+
+class PinAttempt(msgspec.Struct, frozen=True):
+    """One PIN check, counted before it is made: the card's count with it, its lock, the device's hash."""
+
+    failures: int
+    locked_until: datetime | None
+    pin_hash: str | None
+    pin_pepper: int
+
+
+class NoticeRow(msgspec.Struct, frozen=True):
+    notice_id: str
+    kind: str
+    detail: NoticeDetail
+    created_at: datetime
 
 
 def mask_name(name: str) -> str:

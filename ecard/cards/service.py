@@ -1,9 +1,12 @@
-"""Card lifecycle: registry entries, enrolment of devices, PINs, loss reports, status and the holder's history."""
+"""Card lifecycle: registry entries, enrolment of devices, PINs and their resets, loss reports, status, notices."""
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
 import hmac
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 import asyncpg
@@ -13,23 +16,34 @@ from ecard.cards.models import (
     CardholderAnswer,
     CardholderCards,
     CardSummary,
+    DeviceCard,
     EnrolmentAnswer,
-    HistoryEntry,
+    Notice,
+    NoticeDetail,
+    PinResetGrant,
     mask_name,
     normalise_id_number,
     valid_id_number,
 )
 from ecard.clients import ClientDirectory
 from ecard.kit import audit
-from ecard.kit.clock import iso
+from ecard.kit.clock import Clock, iso, to_datetime
 from ecard.kit.crypto import Keys, constant_time_equal
-from ecard.kit.ids import new_id
+from ecard.kit.ids import id_to_bytes, new_id, random_token
+from ecard.kit.infra import Conn
 from ecard.kit.jwk import parse_public_jwk
 from ecard.kit.passwords import PINS
 from ecard.kit.principal import ClientKind, Principal
 from ecard.kit.refusal import Refusal
 
 REGIONS = {"cq", "sc", "gz", "xz", "yn"}
+# Wrong PINs a card may take (payments and PIN changes alike), and how long the card's PIN is locked after them.
+PIN_ATTEMPTS = 5
+PIN_LOCK_S = 30 * 60
+# The PIN hash version new hashes get: Argon2id of the PIN's HMAC under the server's pin key (0: of the bare PIN).
+PIN_PEPPER = 1
+NOTICES_SHOWN = 100
+RESET_TOKEN_PREFIX = "prt_"  # noqa: S105 - a prefix, not a secret
 TRANSITIONS = {
     "active": {"active", "suspended", "cancelled"},
     "suspended": {"active", "suspended", "cancelled"},
@@ -55,11 +69,48 @@ class CardHolder:
     id_number: str
 
 
+def _valid_pin(pin: str) -> bool:
+    # isdigit() alone would take any Unicode digit (全角 "４", Arabic-Indic, ...); a PIN pad sends 0-9.
+    return len(pin) == 6 and pin.isascii() and pin.isdigit()
+
+
+def _refuse_unless_active(device: DeviceCard | None) -> DeviceCard:
+    if device is None or device.device_status != "active":
+        raise Refusal("client_disabled", "this device no longer carries the e-card")
+    if device.card_status == "suspended":
+        raise Refusal("card_suspended", "the card is suspended")
+    if device.card_status == "cancelled":
+        raise Refusal("card_cancelled", "the card is cancelled")
+    return device
+
+
+def _attempts_left(failures: int, locked_until: datetime | None) -> int:
+    # after a lock has run out the next attempt starts a new series
+    return PIN_ATTEMPTS if locked_until is not None else max(PIN_ATTEMPTS - failures, 1)
+
+
+def _is_id(value: str, prefix: str) -> bool:
+    """Whether a value from a URL can be one of our ids (and so goes to the database at all)."""
+    try:
+        id_to_bytes(value)
+    except ValueError:
+        return False
+    return value.startswith(prefix + "_")
+
+
+def _reset_hash(token: str) -> bytes:
+    return hashlib.sha256(token.encode()).digest()
+
+
 class Cards:
-    def __init__(self, pool: asyncpg.Pool, keys: Keys, directory: ClientDirectory) -> None:
+    def __init__(
+        self, pool: asyncpg.Pool, keys: Keys, directory: ClientDirectory, clock: Clock, *, pin_reset_ttl_s: int
+    ) -> None:
         self._pool = pool
         self._keys = keys
         self._directory = directory
+        self._clock = clock
+        self._pin_reset_ttl_s = pin_reset_ttl_s
 
     def _index(self, id_number: str) -> bytes:
         return self._keys.blind_index(normalise_id_number(id_number))
@@ -106,18 +157,16 @@ class Cards:
         """An operator's look-up by ID number; every look-up is audited, found or not."""
         holder = await store.holder_by_index(self._pool, self._index(id_number))
         async with self._pool.acquire() as conn, conn.transaction():
-            found = holder["cardholder_id"] if holder else "none"
+            found = holder.cardholder_id if holder else "none"
             await audit.record(conn, actor, "cardholder.searched", found, {})
         if holder is None:
             raise Refusal("cardholder_not_found", "no cardholder has this ID number")
-        cards = await store.cards_of_holder(self._pool, holder["cardholder_id"])
-        name = self._keys.open_pii(bytes(holder["name_sealed"]), f"name:{holder['cardholder_id']}")
+        cards = await store.cards_of_holder(self._pool, holder.cardholder_id)
+        name = self._keys.open_pii(holder.name_sealed, f"name:{holder.cardholder_id}")
         return CardholderCards(
-            cardholder_id=holder["cardholder_id"],
+            cardholder_id=holder.cardholder_id,
             name_masked=mask_name(name),
-            cards=[
-                CardSummary(c["card_id"], c["card_serial"], c["region"], c["status"], c["status_reason"]) for c in cards
-            ],
+            cards=[CardSummary(c.card_id, c.card_serial, c.region, c.status, c.status_reason) for c in cards],
         )
 
     async def set_status(self, actor: str, card_id: str, status: str, reason: str) -> str:
@@ -126,11 +175,11 @@ class Cards:
             card = await store.card_for_update(conn, card_id)
             if card is None:
                 raise Refusal("card_not_found", "no card has this id")
-            if status not in TRANSITIONS[card["status"]]:
-                raise Refusal("card_status_conflict", f"a {card['status']} card cannot become {status}")
-            if status != card["status"]:
+            if status not in TRANSITIONS[card.status]:
+                raise Refusal("card_status_conflict", f"a {card.status} card cannot become {status}")
+            if status != card.status:
                 await store.set_status(conn, card_id, status, reason[:200], actor)
-                await audit.record(conn, actor, f"card.{status}", card_id, {"from": card["status"]})
+                await audit.record(conn, actor, f"card.{status}", card_id, {"from": card.status})
         return status
 
     async def enrol(
@@ -144,19 +193,19 @@ class Cards:
         holder = await store.holder_by_index(self._pool, self._index(id_number))
         if holder is None:
             raise Refusal("cardholder_not_found", "no active card is registered for this person")
-        cards = [c for c in await store.cards_of_holder(self._pool, holder["cardholder_id"]) if c["status"] == "active"]
+        cards = [c for c in await store.cards_of_holder(self._pool, holder.cardholder_id) if c.status == "active"]
         if not cards:
             raise Refusal("cardholder_not_found", "no active card is registered for this person")
-        stored_name = self._keys.open_pii(bytes(holder["name_sealed"]), f"name:{holder['cardholder_id']}")
+        stored_name = self._keys.open_pii(holder.name_sealed, f"name:{holder.cardholder_id}")
         if not constant_time_equal(stored_name, name.strip()):
             raise Refusal("identity_mismatch", "the name does not match the card registry")
-        card_id = cards[0]["card_id"]
+        card_id = cards[0].card_id
         device_id = new_id("dev")
         async with self._pool.acquire() as conn, conn.transaction():
             # The e-card lives on one phone at a time: a new enrolment retires the card's older devices.
             # The card's row lock makes concurrent enrolments take turns, so that each sees the one before.
             card = await store.card_for_update(conn, card_id)
-            if card is None or card["status"] != "active":
+            if card is None or card.status != "active":
                 raise Refusal("cardholder_not_found", "no active card is registered for this person")
             for old in await store.active_device_keys(conn, card_id):
                 await self._directory.set_owner_status(conn, old, "disabled")
@@ -166,59 +215,224 @@ class Cards:
             await audit.record(conn, channel.owner_id, "device.enrolled", card_id, {"device_id": device_id})
         return EnrolmentAnswer(card_id=card_id, device_id=device_id, device_key_id=key_id)
 
-    async def set_pin(self, device: Principal, device_id: str, pin: str) -> None:
+    # --- PINs --------------------------------------------------------------------------------------
+
+    async def set_pin(
+        self,
+        device: Principal,
+        device_id: str,
+        pin: str,
+        current_pin: str | None = None,
+        reset_token: str | None = None,
+    ) -> None:
+        """Set the device's PIN: the first one as is, a new one with the current PIN or a channel's reset grant.
+
+        Never on a suspended or cancelled card; every change is audited and told to the holder."""
         if device.owner_id != device_id:
             raise Refusal("forbidden", "a device may set its own PIN only")
-        # isdigit() alone would take any Unicode digit (全角 "４", Arabic-Indic, ...); a PIN pad sends 0-9.
-        if len(pin) != 6 or not (pin.isascii() and pin.isdigit()):
+        if not _valid_pin(pin):
             raise Refusal("invalid_request", "pin must be 6 digits", extra={"fields": ["pin"]})
         if len(set(pin)) == 1 or pin in "0123456789" or pin in "9876543210":
             raise Refusal("invalid_request", "pin is too easy to guess", extra={"fields": ["pin"]})
-        await store.set_pin(self._pool, device_id, await PINS.hash(pin))
+        if current_pin is not None and reset_token is not None:
+            raise Refusal(
+                "invalid_request",
+                "give current_pin or reset_token, not both",
+                extra={"fields": ["current_pin", "reset_token"]},
+            )
+        if current_pin is not None and not _valid_pin(current_pin):
+            raise Refusal("invalid_request", "current_pin must be 6 digits", extra={"fields": ["current_pin"]})
+        found = _refuse_unless_active(await store.device_card(self._pool, device_id))
+        if reset_token is not None:
+            await self._reset_pin(device, found, pin, reset_token)
+            return
+        if found.pin_hash is None:
+            await self._store_pin(device, found, pin, "pin.set", expected_hash=None)
+            return
+        if current_pin is None:
+            # no guess was made, so none is counted: the holder is told what is missing and what is left
+            failures, locked_until = await store.pin_guard(self._pool, found.card_id)
+            if locked_until is not None and locked_until.timestamp() > self._clock.now():
+                raise Refusal("pin_locked", "too many wrong PINs: the card's PIN is locked for 30 minutes")
+            raise Refusal(
+                "pin_incorrect",
+                "the current PIN is needed to change it (current_pin)",
+                extra={"attempts_left": _attempts_left(failures, locked_until)},
+            )
+        # no re-hash of an old hash: the new PIN replaces it at once
+        await self.check_pin(
+            device, found.card_id, current_pin, purpose="pin_change", subject=found.card_id, rehash=False
+        )
+        await self._store_pin(device, found, pin, "pin.changed", expected_hash=found.pin_hash)
+
+    async def _store_pin(
+        self, device: Principal, found: DeviceCard, pin: str, action: str, *, expected_hash: str | None
+    ) -> None:
+        pin_hash = await PINS.hash(self._keys.pin_secret(pin))
+        now = self._clock.now()
+        async with self._pool.acquire() as conn, conn.transaction():
+            stored = await store.set_pin(
+                conn, found.device_id, pin_hash, PIN_PEPPER, expected_hash=expected_hash, first=expected_hash is None
+            )
+            if stored:
+                await self._record_pin_change(conn, device, found.card_id, action, {}, now)
+        if not stored:
+            await self._refuse_changed(found)
+
+    async def _refuse_changed(self, found: DeviceCard) -> None:
+        """The device, its card or its PIN changed while the new PIN was hashed: refuse as it stands now."""
+        again = _refuse_unless_active(await store.device_card(self._pool, found.device_id))
+        failures, locked_until = await store.pin_guard(self._pool, again.card_id)
+        raise Refusal(
+            "pin_incorrect",
+            "the PIN was changed meanwhile; give the current one (current_pin)",
+            extra={"attempts_left": _attempts_left(failures, locked_until)},
+        )
+
+    async def _record_pin_change(
+        self, conn: Conn, device: Principal, card_id: str, action: str, detail: NoticeDetail, now: float
+    ) -> None:
+        await audit.record(conn, f"device:{device.owner_id}", action, card_id, {"device_id": device.owner_id, **detail})
+        await self.notify(
+            card_id, action.replace(".", "_"), {"device_id": device.owner_id, **detail}, conn=conn, at=now
+        )
+
+    async def _reset_pin(self, device: Principal, found: DeviceCard, pin: str, token: str) -> None:
+        pin_hash = await PINS.hash(self._keys.pin_secret(pin))
+        now = self._clock.now()
+        async with self._pool.acquire() as conn, conn.transaction():
+            # a grant presented by another device is spent all the same: it has leaked
+            spent = await store.spend_reset(conn, _reset_hash(token), to_datetime(now))
+            granted = spent is not None and spent[0] == found.device_id
+            stored = False
+            if spent is not None and granted:
+                stored = await store.set_pin(
+                    conn,
+                    found.device_id,
+                    pin_hash,
+                    PIN_PEPPER,
+                    expected_hash=found.pin_hash,
+                    first=found.pin_hash is None,
+                )
+                if stored:
+                    await store.clear_pin_failures(conn, found.card_id)
+                    await self._record_pin_change(
+                        conn, device, found.card_id, "pin.reset", {"channel_id": spent[1]}, now
+                    )
+        if not granted:
+            raise Refusal("pin_reset_invalid", "the reset grant is unknown, used, expired or for another device")
+        if not stored:
+            await self._refuse_changed(found)
+
+    async def grant_pin_reset(self, channel: Principal, device_id: str, id_number: str, name: str) -> PinResetGrant:
+        """After the channel's fresh real-name check of the device's holder: a short-lived, single-use grant."""
+        device = await store.device_holder(self._pool, device_id) if _is_id(device_id, "dev") else None
+        if device is None or device.device_status != "active":
+            raise Refusal("not_found", "no active device has this id")
+        # the person the channel checked must be the card's holder: ID number and name, both, in constant time
+        same_person = hmac.compare_digest(self._index(id_number), device.id_index)
+        stored_name = self._keys.open_pii(device.name_sealed, f"name:{device.cardholder_id}")
+        if not (constant_time_equal(stored_name, name.strip()) and same_person):
+            raise Refusal("identity_mismatch", "the person checked is not this device's cardholder")
+        if device.card_status == "suspended":
+            raise Refusal("card_suspended", "the card is suspended")
+        if device.card_status == "cancelled":
+            raise Refusal("card_cancelled", "the card is cancelled")
+        token = RESET_TOKEN_PREFIX + random_token()
+        now = self._clock.now()
+        expires = now + self._pin_reset_ttl_s
+        async with self._pool.acquire() as conn, conn.transaction():
+            await store.insert_reset(
+                conn, _reset_hash(token), device_id, channel.owner_id, to_datetime(now), to_datetime(expires)
+            )
+            detail: NoticeDetail = {"device_id": device_id, "channel_id": channel.owner_id}
+            await audit.record(conn, channel.owner_id, "pin.reset_granted", device.card_id, dict(detail))
+            await self.notify(device.card_id, "pin_reset_requested", detail, conn=conn, at=now)
+        return PinResetGrant(reset_token=token, expires_at=iso(expires))
+
+    async def check_pin(
+        self, device: Principal, card_id: str, pin: str, *, purpose: str, subject: str, rehash: bool = True
+    ) -> None:
+        """The device's PIN, checked for `purpose` (e.g. `payment`); raises `pin_incorrect` or `pin_locked`.
+
+        At most PIN_ATTEMPTS wrong PINs, then the card's PIN is locked for PIN_LOCK_S, whatever it is used for.
+        Each attempt is counted before its check, in one statement, so concurrent guesses cannot get past the
+        limit; no connection is held while Argon2 runs. Every attempt is audited as `<purpose>.<outcome>` on
+        `subject`, and a hash of the bare PIN (before peppering) is re-made peppered at the first right PIN
+        (unless `rehash` is False, for a caller about to replace the hash anyway)."""
+        now = self._clock.now()
+        attempt = await store.count_pin_attempt(self._pool, card_id, device.owner_id, to_datetime(now))
+        if attempt is None:
+            raise Refusal("client_disabled", "this device no longer carries the e-card")
+        rehashed = None
+        if (attempt.locked_until is not None and attempt.locked_until.timestamp() > now) or (
+            attempt.failures > PIN_ATTEMPTS
+        ):
+            # locked, or more concurrent attempts than the card has left: refused without a check
+            outcome = "pin_refused_locked"
+        else:
+            secret = self._keys.pin_secret(pin) if attempt.pin_pepper == PIN_PEPPER else pin
+            try:
+                matched = await PINS.verify(attempt.pin_hash, secret)
+            except Refusal:
+                # the hashing lane was full: no check was made, so none is counted
+                await store.give_back_pin_attempt(self._pool, card_id)
+                raise
+            if matched and rehash and attempt.pin_pepper != PIN_PEPPER:
+                with contextlib.suppress(Refusal):  # a full lane only puts the re-hash off to the next right PIN
+                    rehashed = await PINS.hash(self._keys.pin_secret(pin))
+            if matched:
+                outcome = "pin_correct"
+            else:
+                outcome = "pin_locked" if attempt.failures >= PIN_ATTEMPTS else "pin_incorrect"
+        # the fifth wrong PIN locks; so does an attempt beyond the fifth that finds no lock (the fifth's check
+        # never finished: its process died), lest the count stay above the limit for good
+        locks = outcome == "pin_locked" or (outcome == "pin_refused_locked" and attempt.locked_until is None)
+        async with self._pool.acquire() as conn, conn.transaction():
+            if outcome == "pin_correct":
+                await store.clear_pin_failures(conn, card_id)
+                if rehashed is not None and attempt.pin_hash is not None:
+                    await store.rehash_pin(conn, device.owner_id, attempt.pin_hash, rehashed, PIN_PEPPER)
+            elif locks and await store.lock_pins(conn, card_id, to_datetime(now + PIN_LOCK_S)):
+                await self.notify(card_id, "pin_locked", {"until": iso(now + PIN_LOCK_S)}, conn=conn, at=now)
+            await audit.record(conn, f"device:{device.owner_id}", f"{purpose}.{outcome}", subject, {"card_id": card_id})
+        if outcome == "pin_correct":
+            return
+        if outcome == "pin_incorrect":
+            raise Refusal(
+                "pin_incorrect", "the PIN is not correct", extra={"attempts_left": PIN_ATTEMPTS - attempt.failures}
+            )
+        raise Refusal("pin_locked", "too many wrong PINs: the card's PIN is locked for 30 minutes")
+
+    # --- notices -----------------------------------------------------------------------------------
+
+    async def notify(
+        self, card_id: str, kind: str, detail: NoticeDetail, *, conn: Conn | None = None, at: float | None = None
+    ) -> None:
+        """Tell the card's holder something (inside the caller's transaction when `conn` is given).
+
+        `kind` is a lower_snake_case word; `detail` holds ids and times, never personal data."""
+        when = to_datetime(self._clock.now() if at is None else at)
+        await store.insert_notice(conn or self._pool, new_id("ntc"), card_id, kind, dict(detail), when)
+
+    async def notices(self, device: Principal, card_id: str) -> list[Notice]:
+        """What the card's holder has been told, newest first."""
+        self._own_card(device, card_id)
+        return [
+            Notice(notice_id=n.notice_id, kind=n.kind, detail=n.detail, created_at=iso(n.created_at.timestamp()))
+            for n in await store.notices_of_card(self._pool, card_id, NOTICES_SHOWN)
+        ]
+
+    # --- the holder's card --------------------------------------------------------------------------
 
     async def report_lost(self, device: Principal, card_id: str) -> str:
         self._own_card(device, card_id)
         return await self.set_status(f"device:{device.owner_id}", card_id, "suspended", "reported lost by holder")
 
     async def device_card(self, device_id: str) -> CardState:
-        """The card a device carries, for code issuance; refuses suspended and cancelled cards."""
-        row = await store.device_card(self._pool, device_id)
-        if row is None or row["device_status"] != "active":
-            raise Refusal("client_disabled", "this device no longer carries the e-card")
-        if row["card_status"] == "suspended":
-            raise Refusal("card_suspended", "the card is suspended")
-        if row["card_status"] == "cancelled":
-            raise Refusal("card_cancelled", "the card is cancelled")
-        return CardState(card_id=row["card_id"], status=row["card_status"])
-
-    async def payer(self, device_id: str) -> tuple[CardState, str | None]:
-        """The card a device pays with and the device's PIN hash; refuses suspended and cancelled cards."""
-        row = await store.device_pin(self._pool, device_id)
-        if row is None or row["device_status"] != "active":
-            raise Refusal("client_disabled", "this device no longer carries the e-card")
-        if row["card_status"] == "suspended":
-            raise Refusal("card_suspended", "the card is suspended")
-        if row["card_status"] == "cancelled":
-            raise Refusal("card_cancelled", "the card is cancelled")
-        return CardState(card_id=row["card_id"], status=row["card_status"]), row["pin_hash"]
-
-    async def history(self, device: Principal, card_id: str, limit: int = 100) -> list[HistoryEntry]:
-        self._own_card(device, card_id)
-        rows = await store.verifications_of_card(self._pool, card_id, limit)
-        return [
-            HistoryEntry(
-                verification_id=r["verification_id"],
-                merchant_name=r["merchant_name"],
-                item_code=r["item_code"],
-                item_name=r["item_name"],
-                disclosed=list(r["disclosed"]),
-                verified_at=iso(r["verified_at"].timestamp()),
-                terminal_id=r["terminal_id"],
-                place=r["place"],
-                via_issuer=r["via_issuer"],
-            )
-            for r in rows
-        ]
+        """The card a device carries, to mint codes or pay with; refuses suspended and cancelled cards."""
+        found = _refuse_unless_active(await store.device_card(self._pool, device_id))
+        return CardState(card_id=found.card_id, status=found.card_status)
 
     async def status_of(self, card_id: str) -> str | None:
         """The card's status, or None when no card has this id."""

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import msgspec
+
 from ecard.kit.jwk import PublicKey
 from ecard.kit.principal import ClientKind
 
@@ -18,3 +20,16 @@ class Client:
     key: PublicKey
     # for devices: the card the device carries; for terminals: their merchant
     parent_id: str | None = None
+
+
+class KeyRow(msgspec.Struct, frozen=True):
+    """A registered client key as stored."""
+
+    key_id: str
+    kind: str
+    owner_id: str
+    parent_id: str | None
+    # the JWK as registered (a JSON object of strings); parsed and checked by kit.jwk
+    public_jwk: dict[str, str]
+    alg: str
+    status: str

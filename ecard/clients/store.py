@@ -1,11 +1,11 @@
-"""SQL for the client key registry."""
+"""SQL for the client key registry, and the Redis claim of a request's nonce."""
 
 from __future__ import annotations
 
-from typing import Any
-
 import asyncpg
+import redis.asyncio as aioredis
 
+from ecard.clients.models import KeyRow
 from ecard.kit.infra import Executor
 
 
@@ -18,10 +18,12 @@ async def insert_key(
     public_jwk: dict[str, str],
     alg: str,
     thumbprint: str,
+    *,
+    minted: bool,
 ) -> None:
     await conn.execute(
-        "INSERT INTO client_keys (key_id, kind, owner_id, parent_id, public_jwk, alg, thumbprint)"
-        " VALUES ($1, $2, $3, $4, $5, $6, $7)",
+        "INSERT INTO client_keys (key_id, kind, owner_id, parent_id, public_jwk, alg, thumbprint, minted)"
+        " VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
         key_id,
         kind,
         owner_id,
@@ -29,15 +31,26 @@ async def insert_key(
         public_jwk,
         alg,
         thumbprint,
+        minted,
     )
 
 
-async def key_by_id(pool: asyncpg.Pool, key_id: str) -> dict[str, Any] | None:
+async def key_by_id(pool: asyncpg.Pool, key_id: str) -> KeyRow | None:
     row = await pool.fetchrow(
         "SELECT key_id, kind, owner_id, parent_id, public_jwk, alg, status FROM client_keys WHERE key_id = $1",
         key_id,
     )
-    return dict(row) if row else None
+    return KeyRow(**row) if row else None
+
+
+async def unminted_key_ids(pool: asyncpg.Pool, *, legacy: bool) -> set[str]:
+    """Key ids without a minted tag: those of the service's own form (`key_...`, registered before tags),
+    or else the others (partner keys, `<issuer>:<kid>`)."""
+    rows = await pool.fetch(
+        "SELECT key_id FROM client_keys WHERE NOT minted AND (key_id LIKE 'key\\_%') = $1",
+        legacy,
+    )
+    return {r["key_id"] for r in rows}
 
 
 async def set_owner_status(conn: Executor, owner_id: str, status: str) -> list[str]:
@@ -47,3 +60,8 @@ async def set_owner_status(conn: Executor, owner_id: str, status: str) -> list[s
         status,
     )
     return [r["key_id"] for r in rows]
+
+
+async def claim_nonce(redis: aioredis.Redis, key: str, ttl_s: int) -> bool:
+    """True when this nonce had not been claimed before (SET NX with the window's TTL)."""
+    return bool(await redis.set(key, b"1", nx=True, ex=ttl_s))

@@ -32,7 +32,7 @@ class CodeRequest(msgspec.Struct, forbid_unknown_fields=True):
 
 class KeySet(msgspec.Struct):
     issuer: str
-    keys: list[dict[str, Any]]
+    keys: list[dict[str, str | None]]
 
 
 def _check_empty_request(body: bytes) -> None:
@@ -63,10 +63,14 @@ class CodeController(Controller):
         summary="Mint a dynamic code (JSON, or the QR itself with Accept: image/png or image/svg+xml)",
         responses=problems(*SIGNED_PROBLEMS, "card_suspended", "card_cancelled"),
     )
-    async def mint(self, request: Request[Any, Any, Any], principal: NamedDependency[Principal]) -> Response[Any]:
+    async def mint(
+        self,
+        request: Request[Any, Any, Any],
+        code_issuer: NamedDependency[CodeIssuer],
+        principal: NamedDependency[Principal],
+    ) -> Response[Any]:
         _check_empty_request(await request.body())
-        issuer: CodeIssuer = request.app.state.code_issuer
-        issued = await issuer.issue(principal)
+        issued = await code_issuer.issue(principal)
         accept = request.headers.get("accept", "")
         if "image/png" in accept:
             CODES_ISSUED.labels(format="png").inc()
@@ -93,8 +97,7 @@ class CodeController(Controller):
         )
 
     @get("/issuer/keys", summary="The issuer's code-signing keys (JWK set with COSE kids)")
-    async def keys(self, request: Request[Any, Any, Any]) -> KeySet:
-        ring: KeyRing = request.app.state.key_ring
+    async def keys(self, key_ring: NamedDependency[KeyRing]) -> KeySet:
         # a terminal that refreshes its keys must learn of a revocation as soon as verifications do
-        await ring.notice_revocations()
-        return KeySet(issuer=ring.issuer, keys=ring.published())
+        await key_ring.notice_revocations()
+        return KeySet(issuer=key_ring.issuer, keys=key_ring.published())

@@ -1,4 +1,5 @@
-"""The issuer's code-signing keys: made on first start, rotated without downtime, revocable at once."""
+"""The issuer's code-signing keys and card-reference epochs: made on first start, rotated without downtime,
+keys revocable at once; every rotation and revocation audited."""
 
 from __future__ import annotations
 
@@ -13,14 +14,15 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ed25519
 
 from ecard.codes import store
+from ecard.codes.models import EpochRow
 from ecard.config import Settings
+from ecard.kit import audit
 from ecard.kit.clock import Clock, iso, to_datetime
-from ecard.kit.crypto import Keys, b64u, b64u_decode
+from ecard.kit.crypto import Keys, b64u, b64u_decode, card_ref_epoch
 from ecard.kit.infra import Conn
 from ecard.kit.principal import NonceClaim
 from ecard.kit.refusal import Refusal
 
-_KEY_LOCK = 0x6B657973
 REFRESH_S = 5.0
 MISS_REFRESH_S = 0.5
 
@@ -76,6 +78,7 @@ class KeyRing:
         )
         self._by_kid: dict[bytes, IssuerKey] = {}
         self._active: IssuerKey | None = None
+        self._epochs: list[EpochRow] = []
         self._loaded_at = float("-inf")
         self._lock = asyncio.Lock()
 
@@ -101,22 +104,23 @@ class KeyRing:
     async def ensure_active(self) -> None:
         """Make sure an active key exists (the environment's, else a new one); safe from many workers at once."""
         async with self._pool.acquire() as conn, conn.transaction():
-            await conn.execute("SELECT pg_advisory_xact_lock($1)", _KEY_LOCK)
+            await store.lock_keys(conn)
             rows = await store.all_keys(conn)
             if self._env_key is not None:
                 public_raw = _raw_public(self._env_key)
                 kid = kid_of(public_raw)
-                if not any(bytes(r["kid"]) == kid and r["status"] == "active" for r in rows):
-                    if any(bytes(r["kid"]) == kid and r["status"] == "revoked" for r in rows):
+                if not any(r.kid == kid and r.status == "active" for r in rows):
+                    if any(r.kid == kid and r.status == "revoked" for r in rows):
                         raise RuntimeError("ECARD_ISSUER_SIGNING_KEY names a revoked key")
                     await store.insert_active(
                         conn, kid, public_raw, None, to_datetime(self._clock.now() + self._grace_s)
                     )
-            elif not any(r["status"] == "active" for r in rows):
+            elif not any(r.status == "active" for r in rows):
                 await self._insert_new(conn)
         await self.refresh()
 
     async def _insert_new(self, conn: Conn) -> bytes:
+        """A fresh key, sealed in the database, made the active one (the caller holds the key lock)."""
         private = ed25519.Ed25519PrivateKey.generate()
         public_raw = _raw_public(private)
         kid = kid_of(public_raw)
@@ -124,59 +128,69 @@ class KeyRing:
         await store.insert_active(conn, kid, public_raw, sealed, to_datetime(self._clock.now() + self._grace_s))
         return kid
 
-    async def rotate(self) -> bytes:
+    async def rotate(self, actor: str) -> bytes:
         """Add a new active key; the old one stays verifiable until every code it signed has expired."""
         async with self._pool.acquire() as conn, conn.transaction():
-            await conn.execute("SELECT pg_advisory_xact_lock($1)", _KEY_LOCK)
+            await store.lock_keys(conn)
+            retired = [b64u(k.kid) for k in await store.all_keys(conn) if k.status == "active"]
             kid = await self._insert_new(conn)
+            await audit.record(conn, actor, "issuer_key.rotated", b64u(kid), {"retired": retired})
         await self.refresh()
         return kid
 
-    async def revoke(self, kid: bytes) -> None:
+    async def revoke(self, kid: bytes, actor: str) -> None:
         """Refuse this key's codes at once, on every worker: the Redis flag is read on every verification."""
         async with self._pool.acquire() as conn, conn.transaction():
-            await conn.execute("SELECT pg_advisory_xact_lock($1)", _KEY_LOCK)
+            await store.lock_keys(conn)
             before = await store.revoke(conn, kid, to_datetime(self._clock.now()))
             if before is None:
                 raise Refusal("unknown_key", "no issuer key has this kid")
-            await self._redis.set(self.revoked_flag(kid), b"1")
-            if before == "active":
-                await self._insert_new(conn)
+            await store.flag_revoked(self._redis, [self.revoked_flag(kid)])
+            replaced_by = b64u(await self._insert_new(conn)) if before == "active" else None
+            await audit.record(
+                conn, actor, "issuer_key.revoked", b64u(kid), {"was": before, "replaced_by": replaced_by}
+            )
         await self.refresh()
+
+    async def start_epoch(self, actor: str) -> int:
+        """Start a new card-reference epoch: new codes seal under its key, codes in flight still open."""
+        async with self._pool.acquire() as conn, conn.transaction():
+            await store.lock_keys(conn)
+            epoch = await store.start_epoch(conn, to_datetime(self._clock.now()), actor)
+            await audit.record(conn, actor, "card_ref_epoch.started", str(epoch), {})
+        await self.refresh()
+        return epoch
 
     async def republish_revocations(self) -> None:
         """Restore the Redis flags from PostgreSQL (a cache that lost its data must not un-revoke a key)."""
-        kids = await store.revoked_kids(self._pool)
-        if kids:
-            await self._redis.mset({self.revoked_flag(kid): b"1" for kid in kids})
+        await store.flag_revoked(self._redis, [self.revoked_flag(kid) for kid in await store.revoked_kids(self._pool)])
 
     async def refresh(self) -> None:
         async with self._lock:
             rows = await store.all_keys(self._pool)
+            epochs = await store.epochs(self._pool)
             by_kid: dict[bytes, IssuerKey] = {}
             active = None
             for row in rows:
-                kid = bytes(row["kid"])
                 private = None
-                if row["private_key"] is not None:
-                    seed = self._keys.unwrap_secret(bytes(row["private_key"]), f"issuer-key:{kid.hex()}")
+                if row.private_key is not None:
+                    seed = self._keys.unwrap_secret(row.private_key, f"issuer-key:{row.kid.hex()}")
                     private = ed25519.Ed25519PrivateKey.from_private_bytes(seed)
-                elif self._env_key is not None and kid_of(_raw_public(self._env_key)) == kid:
+                elif self._env_key is not None and kid_of(_raw_public(self._env_key)) == row.kid:
                     private = self._env_key
-                public_raw = bytes(row["public_key"])
                 key = IssuerKey(
-                    kid=kid,
-                    public=ed25519.Ed25519PublicKey.from_public_bytes(public_raw),
-                    public_raw=public_raw,
+                    kid=row.kid,
+                    public=ed25519.Ed25519PublicKey.from_public_bytes(row.public_key),
+                    public_raw=row.public_key,
                     private=private,
-                    status=row["status"],
-                    not_before=row["not_before"].timestamp(),
-                    not_after=row["not_after"].timestamp() if row["not_after"] else None,
+                    status=row.status,
+                    not_before=row.not_before.timestamp(),
+                    not_after=row.not_after.timestamp() if row.not_after else None,
                 )
-                by_kid[kid] = key
+                by_kid[row.kid] = key
                 if key.status == "active":
                     active = key
-            self._by_kid, self._active = by_kid, active
+            self._by_kid, self._active, self._epochs = by_kid, active, epochs
             self._loaded_at = time.monotonic()
 
     async def keep_fresh(self) -> None:
@@ -198,25 +212,46 @@ class KeyRing:
 
     async def notice_revocations(self) -> None:
         """Reload at once when another process (`ecard keys revoke`) has flagged a key this worker still trusts."""
-        flags = self._trusted_flags()
-        if flags and any(await self._redis.mget(flags)):
+        if await store.any_flagged(self._redis, self._trusted_flags()):
             await self.refresh()
 
     async def signing_key(self, nonce: NonceClaim | None = None) -> IssuerKey:
         """The active key to sign new codes with; never one revoked a moment ago elsewhere.
 
         The request's nonce, when its route deferred it, is claimed in the same round trip."""
-        flags = self._trusted_flags()
-        async with self._redis.pipeline(transaction=False) as pipe:
-            if nonce is not None:
-                pipe.set(nonce.key, b"1", nx=True, ex=nonce.ttl_s)
-            pipe.mget(flags)
-            answers = await pipe.execute()
-        if nonce is not None and not answers[0]:
+        fresh, flagged = await store.claim_nonce_and_read_flags(self._redis, nonce, self._trusted_flags())
+        if not fresh:
             raise Refusal("nonce_reused", "this nonce has been used already")
-        if any(answers[-1]):
+        if flagged:
             await self.refresh()
         return self.active()
+
+    # --- card-reference epochs --------------------------------------------------------------------
+
+    @property
+    def card_ref_epoch(self) -> int:
+        """The epoch new codes seal their card reference under (0 until one is started)."""
+        return self._epochs[-1].epoch if self._epochs else 0
+
+    def _open_epochs(self) -> set[int]:
+        """The current epoch, and each earlier one until its successor has been current for a code's lifetime
+        (plus a refresh, for a worker that went on sealing under it a little longer)."""
+        since = self._clock.now() - self._grace_s - REFRESH_S
+        opened = {self.card_ref_epoch}
+        previous = 0
+        for started in self._epochs:
+            if started.started_at.timestamp() > since:
+                opened.add(previous)
+            previous = started.epoch
+        return opened
+
+    async def open_card_ref(self, sealed: bytes) -> bytes:
+        """The card reference of one of our codes; SealError for an epoch that is unknown or closed, or a forgery."""
+        epoch = card_ref_epoch(sealed)
+        if epoch > self.card_ref_epoch and time.monotonic() - self._loaded_at > MISS_REFRESH_S:
+            # an epoch started on another worker a moment ago
+            await self.refresh()
+        return self._keys.open_card_ref(sealed, self._issuer, self._open_epochs())
 
     def active(self) -> IssuerKey:
         if self._active is None or self._active.private is None:

@@ -38,7 +38,10 @@ class CodeIssuer:
             raise RuntimeError("active issuer key has no private part")
         now = int(self._clock.now())
         expires = now + self._ttl_s
-        # Sealed afresh with a random nonce for every code: two codes of one card share no bytes.
-        card_ref = self._keys.seal_card_ref(id_to_bytes(card.card_id) + id_to_bytes(device.owner_id), self._issuer)
+        # Sealed afresh with a random nonce for every code: two codes of one card share no bytes (all codes of
+        # one epoch share its number, which says nothing about whose they are).
+        card_ref = self._keys.seal_card_ref(
+            id_to_bytes(card.card_id) + id_to_bytes(device.owner_id), self._issuer, self._ring.card_ref_epoch
+        )
         code = token.mint(key.private, key.kid, self._issuer, now, expires, os.urandom(16), card_ref)
         return IssuedCode(code=code, issued_at=now, expires_at=expires, refresh_after=now + (self._ttl_s * 3) // 4)

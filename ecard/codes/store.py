@@ -1,20 +1,29 @@
-"""SQL for issuer keys."""
+"""SQL for issuer keys and card-reference epochs, and the Redis flags and claims of code issuance."""
 
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
 
 import asyncpg
+import redis.asyncio as aioredis
 
+from ecard.codes.models import EpochRow, IssuerKeyRow
 from ecard.kit.infra import Conn, Executor
+from ecard.kit.principal import NonceClaim
+
+_KEY_LOCK = 0x6B657973
 
 
-async def all_keys(pool: Executor) -> list[dict[str, Any]]:
+async def lock_keys(conn: Conn) -> None:
+    """Key changes take turns, across every host, for the caller's transaction."""
+    await conn.execute("SELECT pg_advisory_xact_lock($1)", _KEY_LOCK)
+
+
+async def all_keys(pool: Executor) -> list[IssuerKeyRow]:
     rows = await pool.fetch(
         "SELECT kid, alg, public_key, private_key, status, not_before, not_after FROM issuer_keys ORDER BY created_at"
     )
-    return [dict(r) for r in rows]
+    return [IssuerKeyRow(**r) for r in rows]
 
 
 async def insert_active(
@@ -51,3 +60,43 @@ async def revoke(conn: Executor, kid: bytes, at: datetime) -> str | None:
 
 async def revoked_kids(pool: asyncpg.Pool) -> list[bytes]:
     return [bytes(r["kid"]) for r in await pool.fetch("SELECT kid FROM issuer_keys WHERE status = 'revoked'")]
+
+
+async def epochs(pool: Executor) -> list[EpochRow]:
+    rows = await pool.fetch("SELECT epoch, started_at FROM card_ref_epochs ORDER BY epoch")
+    return [EpochRow(**r) for r in rows]
+
+
+async def start_epoch(conn: Conn, at: datetime, actor: str) -> int:
+    """The next card-reference epoch (the first is 1: epoch 0 is the one before any was started)."""
+    epoch: int = await conn.fetchval(
+        "INSERT INTO card_ref_epochs (epoch, started_at, started_by)"
+        " SELECT coalesce(max(epoch), 0) + 1, $1, $2 FROM card_ref_epochs RETURNING epoch",
+        at,
+        actor,
+    )
+    return epoch
+
+
+# --- Redis: revocation flags, read on every verification and every code issued -----------------------
+
+
+async def flag_revoked(redis: aioredis.Redis, flags: list[str]) -> None:
+    if flags:
+        await redis.mset(dict.fromkeys(flags, b"1"))
+
+
+async def any_flagged(redis: aioredis.Redis, flags: list[str]) -> bool:
+    return bool(flags) and any(await redis.mget(flags))
+
+
+async def claim_nonce_and_read_flags(
+    redis: aioredis.Redis, nonce: NonceClaim | None, flags: list[str]
+) -> tuple[bool, bool]:
+    """(nonce fresh, a flag set): the request's deferred nonce and the revocation flags in one round trip."""
+    async with redis.pipeline(transaction=False) as pipe:
+        if nonce is not None:
+            pipe.set(nonce.key, b"1", nx=True, ex=nonce.ttl_s)
+        pipe.mget(flags)
+        answers = await pipe.execute()
+    return (bool(answers[0]) if nonce is not None else True), any(answers[-1])

@@ -92,6 +92,8 @@ STATUS_OF: dict[str, int] = {
     # operator logins (docs/contract-notes.md "Operator logins"): attempts over a source's or a username's
     # allowance are refused before any password is checked, with Retry-After
     "too_many_requests": 429,
+    # PIN changes (issue 11, H1): a channel's reset grant that is unknown, used, expired or another device's
+    "pin_reset_invalid": 403,
 }
 
 

@@ -6,7 +6,6 @@ committed, the bank is called, and what it did is booked in a transaction of its
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import hmac
 import json
@@ -18,8 +17,6 @@ from datetime import date, datetime
 from typing import Any
 
 import asyncpg
-import redis.asyncio as aioredis
-from redis.exceptions import LockError
 
 from ecard.bank import BankAdapter, BankError, BankMismatch, BankTransfer, InsufficientFunds
 from ecard.cards import Cards
@@ -29,7 +26,6 @@ from ecard.kit.clock import Clock, iso, to_datetime
 from ecard.kit.ids import new_id
 from ecard.kit.infra import Conn
 from ecard.kit.metrics import BANK_MISMATCHES
-from ecard.kit.passwords import PINS
 from ecard.kit.principal import Principal
 from ecard.kit.refusal import Refusal
 from ecard.merchants import Merchants
@@ -55,11 +51,6 @@ from ecard.payments.models import (
 
 log = logging.getLogger("ecard.payments")
 
-PIN_ATTEMPTS = 5
-PIN_LOCK_S = 30 * 60
-# How long one card's PIN check may hold its turn (a lease, should its process die), and how long another waits.
-PIN_TURN_S = 60.0
-PIN_WAIT_S = 30.0
 PULL_UP = "ecard://pay?bill_id={bill_id}"
 LEASE_PREFIX = "lse"
 # The longest Retry-After a pay of a bill being paid is told (its attempt settles within a minute).
@@ -244,8 +235,6 @@ class Payments:
     def __init__(
         self,
         pool: asyncpg.Pool,
-        redis: aioredis.Redis,
-        prefix: str,
         clock: Clock,
         merchants: Merchants,
         catalog: Catalog,
@@ -256,8 +245,6 @@ class Payments:
         lease_s: float,
     ) -> None:
         self._pool = pool
-        self._redis = redis
-        self._prefix = prefix
         self._clock = clock
         self._merchants = merchants
         self._catalog = catalog
@@ -374,45 +361,6 @@ class Payments:
         self._wake()
         return bill_answer(bill, now)
 
-    async def _check_pin(self, device: Principal, card_id: str, bill_id: str, pin_hash: str | None, pin: str) -> None:
-        """At most PIN_ATTEMPTS wrong PINs, then the card's payments lock for PIN_LOCK_S; every attempt audited.
-
-        A card's checks take turns under a Redis lock (no database connection is held while Argon2 runs), so
-        concurrent guesses cannot get past the limit."""
-        turn = self._redis.lock(f"{self._prefix}pin:{{{card_id}}}", timeout=PIN_TURN_S)
-        if not await turn.acquire(blocking_timeout=PIN_WAIT_S):
-            raise Refusal("pin_locked", "the card's PIN is being checked for another payment; try again")
-        try:
-            outcome, failures = await self._pin_turn(card_id, pin_hash, pin)
-        finally:
-            # a turn that outlived its lease is over anyway; the check it made stands
-            with contextlib.suppress(LockError):
-                await turn.release()
-        await self._audit(f"device:{device.owner_id}", outcome, bill_id, card_id)
-        if outcome == "payment.pin_correct":
-            return
-        if outcome == "payment.pin_incorrect":
-            raise Refusal("pin_incorrect", "the PIN is not correct", extra={"attempts_left": PIN_ATTEMPTS - failures})
-        raise Refusal("pin_locked", "too many wrong PINs: payments with this card are locked for 30 minutes")
-
-    async def _pin_turn(self, card_id: str, pin_hash: str | None, pin: str) -> tuple[str, int]:
-        """One PIN check with the card's turn held: (the audit action of its outcome, wrong PINs counted)."""
-        now = self._clock.now()
-        failures, locked_until = await store.pin_guard(self._pool, card_id)
-        if locked_until is not None and locked_until.timestamp() > now:
-            return "payment.pin_refused_locked", failures
-        if await PINS.verify(pin_hash, pin):
-            await store.set_pin_guard(self._pool, card_id, 0, None)
-            return "payment.pin_correct", 0
-        failures = 1 if locked_until is not None else failures + 1
-        locked = failures >= PIN_ATTEMPTS
-        await store.set_pin_guard(self._pool, card_id, failures, to_datetime(now + PIN_LOCK_S) if locked else None)
-        return ("payment.pin_locked" if locked else "payment.pin_incorrect"), failures
-
-    async def _audit(self, actor: str, action: str, bill_id: str, card_id: str) -> None:
-        async with self._pool.acquire() as conn, conn.transaction():
-            await audit.record(conn, actor, action, bill_id, {"card_id": card_id})
-
     async def _payee_checks(self, conn: Conn, bill: Bill, now: float) -> None:
         """The merchant still takes payments for the bill's item, rechecked in the claim's transaction: the merchant
         active (else 409 `bill_not_payable`), entitled to the item with the payment function, and the item in force
@@ -433,7 +381,7 @@ class Payments:
         bill = await store.bill(self._pool, bill_id)
         if bill is None:
             raise Refusal("not_found", "no bill has this id")
-        card, pin_hash = await self._cards.payer(device.owner_id)
+        card = await self._cards.device_card(device.owner_id)
         refuse_unpayable(bill, self._clock.now())
         transfer_id = new_id(PAYMENT_PREFIX.rstrip("_"))
         lease = new_id(LEASE_PREFIX)
@@ -458,7 +406,7 @@ class Payments:
         # Claimed before the PIN is checked: a second concurrent pay of the bill is refused at once, and a wrong
         # PIN gives the bill back.
         try:
-            await self._check_pin(device, card.card_id, bill_id, pin_hash, pin)
+            await self._cards.check_pin(device, card.card_id, pin, purpose="payment", subject=bill_id)
         except Refusal:
             await store.end_attempt(self._pool, transfer_id, lease, "failed", to_datetime(self._clock.now()))
             raise

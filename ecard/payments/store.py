@@ -210,22 +210,6 @@ async def lease_stuck_attempt(
     return _one(Attempt, row)
 
 
-async def pin_guard(conn: Executor, card_id: str) -> tuple[int, datetime | None]:
-    """The card's wrong-PIN count and lock (none yet: 0 and None)."""
-    row = await conn.fetchrow("SELECT failures, locked_until FROM pin_guards WHERE card_id = $1", card_id)
-    return (int(row["failures"]), row["locked_until"]) if row else (0, None)
-
-
-async def set_pin_guard(conn: Executor, card_id: str, failures: int, locked_until: datetime | None) -> None:
-    await conn.execute(
-        "INSERT INTO pin_guards (card_id, failures, locked_until) VALUES ($1, $2, $3)"
-        " ON CONFLICT (card_id) DO UPDATE SET failures = EXCLUDED.failures, locked_until = EXCLUDED.locked_until",
-        card_id,
-        failures,
-        locked_until,
-    )
-
-
 async def insert_refund(
     conn: Conn,
     refund: Refund,

@@ -1,13 +1,12 @@
-"""POST /v1/verifications: a merchant or terminal checks a code for one catalog item."""
+"""POST /v1/verifications: a merchant or terminal checks a code for one catalog item; the holder's history."""
 
 from __future__ import annotations
 
 import time
-from typing import Any
 
-from litestar import Controller, Request, post
+from litestar import Controller, get, post
 from litestar.di import NamedDependency
-from litestar.params import JSONBody
+from litestar.params import FromPath, JSONBody
 
 from ecard.kit.edge import SIGNED_PROBLEMS, signed_by
 from ecard.kit.infra import unavailable_code
@@ -15,8 +14,8 @@ from ecard.kit.metrics import VERIFICATIONS, VERIFY_SECONDS
 from ecard.kit.principal import ClientKind, Principal
 from ecard.kit.problems import problems
 from ecard.kit.refusal import Refusal
-from ecard.verify.models import REFUSALS, VerificationAnswer, VerificationRequest, accepted, check_place
-from ecard.verify.service import VerifyDeps, verify
+from ecard.verify.models import REFUSALS, History, VerificationAnswer, VerificationRequest, accepted, check_place
+from ecard.verify.service import VerifyDeps, history, verify
 
 
 class VerificationController(Controller):
@@ -32,15 +31,14 @@ class VerificationController(Controller):
     )
     async def create(
         self,
-        request: Request[Any, Any, Any],
+        verify_deps: NamedDependency[VerifyDeps],
         principal: NamedDependency[Principal],
         data: JSONBody[VerificationRequest],
     ) -> VerificationAnswer:
         check_place(data.place)
-        deps: VerifyDeps = request.app.state.verify_deps
         started = time.perf_counter()
         try:
-            result = await verify(principal, data.code, data.item_code, data.terminal_id, data.place, deps)
+            result = await verify(principal, data.code, data.item_code, data.terminal_id, data.place, verify_deps)
         except Refusal as refusal:
             VERIFICATIONS.labels(result=refusal.code).inc()
             raise
@@ -51,3 +49,19 @@ class VerificationController(Controller):
             VERIFY_SECONDS.observe(time.perf_counter() - started)
         VERIFICATIONS.labels(result="accepted").inc()
         return accepted(result)
+
+
+class HistoryController(Controller):
+    path = "/v1/cards"
+    tags = ["devices"]  # noqa: RUF012
+    dependencies = {"principal": signed_by(ClientKind.DEVICE)}  # noqa: RUF012
+
+    @get(
+        "/{card_id:str}/verifications",
+        summary="Every verification of the card: who, where, when, which item, what was disclosed",
+        responses=problems(*SIGNED_PROBLEMS, "forbidden"),
+    )
+    async def history(
+        self, verify_deps: NamedDependency[VerifyDeps], principal: NamedDependency[Principal], card_id: FromPath[str]
+    ) -> History:
+        return History(items=await history(principal, card_id, verify_deps))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Annotated, Any
 
 import msgspec
@@ -73,6 +74,51 @@ class VerificationAnswer(msgspec.Struct):
     item_code: str
     verified_at: str
     card: dict[str, str]
+
+
+class HistoryEntry(msgspec.Struct):
+    verification_id: str
+    merchant_name: str
+    item_code: str
+    item_name: str
+    disclosed: list[str]
+    verified_at: str
+    terminal_id: str | None = None
+    place: dict[str, Any] | None = None
+    # the partner issuer (e.g. sc) whose merchant checked the card; None when it was one of ours
+    via_issuer: str | None = None
+
+
+class History(msgspec.Struct):
+    items: list[HistoryEntry]
+
+
+# --- rows as the store reads them ---------------------------------------------------------------
+
+
+class RecordedCard(msgspec.Struct, frozen=True):
+    """The card a code names, as the recording statement read it, and the verification if it was recorded."""
+
+    card_id: str
+    status: str
+    region: str
+    cardholder_id: str
+    name_sealed: bytes
+    id_sealed: bytes
+    verification_id: str | None
+
+
+class VerificationRow(msgspec.Struct, frozen=True):
+    verification_id: str
+    merchant_id: str
+    # the partner's merchant's name, for a verification decided for a partner issuer's merchant
+    merchant_name: str | None
+    item_code: str
+    disclosed: list[str]
+    verified_at: datetime
+    terminal_id: str | None
+    place: dict[str, Any] | None
+    via_issuer: str | None
 
 
 def storable(value: Any) -> bool:

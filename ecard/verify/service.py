@@ -12,7 +12,7 @@ import redis.asyncio as aioredis
 from ecard.cards import mask_name
 from ecard.catalog import Catalog, Item
 from ecard.codes import KeyRing, Token, check_signature, decode
-from ecard.kit.clock import Clock, to_datetime
+from ecard.kit.clock import Clock, iso, to_datetime
 from ecard.kit.crypto import Keys, SealError
 from ecard.kit.ids import id_from_bytes, id_to_bytes, new_id
 from ecard.kit.principal import ClientKind, NonceClaim, Principal
@@ -20,7 +20,9 @@ from ecard.kit.refusal import Refusal
 from ecard.merchants import Merchant, Merchants
 from ecard.risk import RiskEvents
 from ecard.verify import store
-from ecard.verify.models import Venue, Verification
+from ecard.verify.models import HistoryEntry, RecordedCard, Venue, Verification
+
+HISTORY_SHOWN = 100
 
 
 class Forwarder(Protocol):
@@ -54,9 +56,9 @@ class VerifyDeps:
     linked: LinkedCodes | None = None
 
 
-def _open_reference(deps: VerifyDeps, sealed: bytes) -> tuple[str, str]:
+async def _open_reference(deps: VerifyDeps, sealed: bytes) -> tuple[str, str]:
     try:
-        plain = deps.keys.open_card_ref(sealed, deps.issuer)
+        plain = await deps.ring.open_card_ref(sealed)
     except SealError as exc:
         raise Refusal("malformed_code", "the code's card reference does not open") from exc
     if len(plain) != 32:
@@ -145,7 +147,7 @@ async def _entitled_merchant(deps: VerifyDeps, merchant_id: str, item: Item) -> 
 
 
 async def _claim_nonce(deps: VerifyDeps, nonce: NonceClaim | None) -> None:
-    if nonce is not None and not await deps.redis.set(nonce.key, b"1", nx=True, ex=nonce.ttl_s):
+    if not await store.claim_nonce(deps.redis, nonce):
         raise Refusal("nonce_reused", "this nonce has been used already")
 
 
@@ -168,7 +170,7 @@ async def _decide(
         raise Refusal("nonce_reused", "this nonce has been used already")
     if revoked:
         raise Refusal("key_revoked", "the key that signed this code has been revoked")
-    card_id, _device_id = _open_reference(deps, token.card_ref)
+    card_id, _device_id = await _open_reference(deps, token.card_ref)
     if not fresh:
         await deps.risk.replay(card_id, venue.merchant_id, token.cti.hex())
         raise Refusal("code_already_used", "this code has been used already")
@@ -184,7 +186,7 @@ async def _linked(
     card_id = await deps.linked.card_of(code)
     cti = hashlib.sha256(code.encode()).digest()[:16]
     cti_key = f"{deps.prefix}cti:{cti.hex()}"
-    if not await deps.redis.set(cti_key, b"1", nx=True, ex=24 * 3600):
+    if not await store.claim_code(deps.redis, cti_key, 24 * 3600):
         await deps.risk.replay(card_id, venue.merchant_id, cti.hex())
         raise Refusal("code_already_used", "this code has been used already")
     return await _record(card_id, cti, cti_key, item, venue, now, deps)
@@ -224,11 +226,11 @@ async def _record(
         raise
     if row is None:
         raise Refusal("malformed_code", "the code names no card")
-    if row["status"] == "suspended":
+    if row.status == "suspended":
         raise Refusal("card_suspended", "the card is suspended")
-    if row["status"] == "cancelled":
+    if row.status == "cancelled":
         raise Refusal("card_cancelled", "the card is cancelled")
-    if row["verification_id"] is None:
+    if row.verification_id is None:
         raise Refusal("merchant_not_entitled", "this merchant is not entitled to this catalog item")
     return Verification(
         verification_id=verification_id,
@@ -253,10 +255,10 @@ async def _registered_terminal(
     return terminal.terminal_id, terminal.place
 
 
-def _disclose(deps: VerifyDeps, row: dict[str, Any], discloses: tuple[str, ...], venue: Venue) -> dict[str, str]:
+def _disclose(deps: VerifyDeps, row: RecordedCard, discloses: tuple[str, ...], venue: Venue) -> dict[str, str]:
     """Exactly what the catalog item allows, plus the issuing region."""
-    holder = row["cardholder_id"]
-    card: dict[str, str] = {"region": row["region"]}
+    holder = row.cardholder_id
+    card: dict[str, str] = {"region": row.region}
     name = None
     # a partner's merchant is scoped by its issuer too, so that no two merchants anywhere share a pseudonym
     scope = id_to_bytes(venue.merchant_id) if venue.via_issuer is None else venue.merchant_id.encode()
@@ -264,8 +266,38 @@ def _disclose(deps: VerifyDeps, row: dict[str, Any], discloses: tuple[str, ...],
         if attribute == "pseudonym":
             card["pseudonym"] = deps.keys.pseudonym(scope, id_to_bytes(holder))
         elif attribute in ("name", "name_masked"):
-            name = name or deps.keys.open_pii(bytes(row["name_sealed"]), f"name:{holder}")
+            name = name or deps.keys.open_pii(row.name_sealed, f"name:{holder}")
             card[attribute] = name if attribute == "name" else mask_name(name)
         elif attribute == "id_number":
-            card["id_number"] = deps.keys.open_pii(bytes(row["id_sealed"]), f"id:{holder}")
+            card["id_number"] = deps.keys.open_pii(row.id_sealed, f"id:{holder}")
     return card
+
+
+async def history(device: Principal, card_id: str, deps: VerifyDeps) -> list[HistoryEntry]:
+    """Every verification of the holder's own card, newest first: who, where, when, which item, what was disclosed."""
+    if device.parent_id != card_id:
+        raise Refusal("forbidden", "a device may act on its own card only")
+    rows = await store.verifications_of_card(deps.pool, card_id, HISTORY_SHOWN)
+    item_names = {item.item_code: item.name for item in await deps.catalog.items()}
+    # a partner's merchant under the name the partner sent, ours under its name today
+    merchant_names: dict[str, str] = {}
+    for row in rows:
+        if row.via_issuer is not None:
+            merchant_names[row.verification_id] = row.merchant_name or ""
+        else:
+            merchant = await deps.merchants.get(row.merchant_id)
+            merchant_names[row.verification_id] = merchant.name if merchant is not None else ""
+    return [
+        HistoryEntry(
+            verification_id=row.verification_id,
+            merchant_name=merchant_names[row.verification_id],
+            item_code=row.item_code,
+            item_name=item_names.get(row.item_code, row.item_code),
+            disclosed=list(row.disclosed),
+            verified_at=iso(row.verified_at.timestamp()),
+            terminal_id=row.terminal_id,
+            place=row.place,
+            via_issuer=row.via_issuer,
+        )
+        for row in rows
+    ]

@@ -1,4 +1,5 @@
-"""SQL of the hot path: one round trip reads the card's status and records the verification if it stands."""
+"""SQL and Redis of the hot path: one round trip reads the card's status and records the verification if it
+stands; the holder's view of the card's verifications."""
 
 from __future__ import annotations
 
@@ -10,9 +11,12 @@ import asyncpg
 import redis.asyncio as aioredis
 
 from ecard.kit.principal import NonceClaim
+from ecard.verify.models import RecordedCard, VerificationRow
 
-# The card's status is read in the same statement that records the verification, so a
-# status change committed before it is always seen, on every worker.
+# The card's status is read in the same statement that records the verification, so a status change
+# committed before it is always seen, on every worker. This is the one place where this room reads the cards
+# room's tables (cards, cardholders): a call to that room first would be a second round trip, and a status
+# change could commit between the two. The statement only reads them.
 _RECORD = """
 WITH card AS (
     SELECT c.card_id, c.status, c.region, h.cardholder_id, h.name_sealed, h.id_sealed
@@ -42,7 +46,7 @@ async def record(
     entitled: bool,
     via_issuer: str | None = None,
     merchant_name: str | None = None,
-) -> dict[str, Any] | None:
+) -> RecordedCard | None:
     row = await pool.fetchrow(
         _RECORD,
         card_id,
@@ -58,7 +62,7 @@ async def record(
         via_issuer,
         merchant_name,
     )
-    return dict(row) if row else None
+    return RecordedCard(**row) if row else None
 
 
 async def claim(
@@ -80,3 +84,23 @@ async def release(redis: aioredis.Redis, cti_key: str) -> None:
     """Give a claimed code back; best effort, since the cache may be the thing that is down."""
     with contextlib.suppress(aioredis.RedisError):
         await redis.delete(cti_key)
+
+
+async def claim_nonce(redis: aioredis.Redis, nonce: NonceClaim | None) -> bool:
+    """True when the request's deferred nonce (if any) had not been claimed before."""
+    return nonce is None or bool(await redis.set(nonce.key, b"1", nx=True, ex=nonce.ttl_s))
+
+
+async def claim_code(redis: aioredis.Redis, cti_key: str, ttl_s: int) -> bool:
+    """True when this code had not been used before (a linked platform's code, claimed by its hash)."""
+    return bool(await redis.set(cti_key, b"1", nx=True, ex=ttl_s))
+
+
+async def verifications_of_card(pool: asyncpg.Pool, card_id: str, limit: int) -> list[VerificationRow]:
+    rows = await pool.fetch(
+        "SELECT verification_id, merchant_id, merchant_name, item_code, disclosed, verified_at, terminal_id, place,"
+        " via_issuer FROM verifications WHERE card_id = $1 ORDER BY verified_at DESC LIMIT $2",
+        card_id,
+        limit,
+    )
+    return [VerificationRow(**r) for r in rows]

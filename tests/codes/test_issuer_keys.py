@@ -79,7 +79,7 @@ async def test_a_rotation_signs_new_codes_with_the_new_key_and_keeps_old_codes_v
     old_code = await world.code(device)
 
     rotated_at = world.clock.now()
-    await world.app.state.key_ring.rotate()
+    await world.app.state.key_ring.rotate("test")
 
     new_kid = await _active_kid(world)
     assert new_kid != old_kid
@@ -128,7 +128,7 @@ async def test_revoking_a_retired_key_refuses_its_codes_and_keeps_the_active_key
     device = await world.device()
     old_kid = await _active_kid(world)
     old_code = await world.code(device)
-    await world.app.state.key_ring.rotate()
+    await world.app.state.key_ring.rotate("test")
     active_kid = await _active_kid(world)
 
     status, _out, err = await _cli(world, "keys", "revoke", "--", old_kid)
@@ -187,3 +187,35 @@ async def test_revoking_an_unknown_kid_fails_and_changes_nothing(world: World) -
     assert await _keys(world) == before
     accepted = await world.verify(merchant, code)
     assert accepted.status_code == 200, accepted.text
+
+
+async def test_every_rotation_and_revocation_is_audited_with_who_ran_it(world: World) -> None:
+    first = await _active_kid(world)
+    status, out, err = await _cli(world, "keys", "rotate")
+    assert status == 0, err
+    second = json.loads(out)["rotated_to"]
+    status, _out, err = await _cli(world, "keys", "revoke", "--", second)
+    assert status == 0, err
+    await world.app.state.key_ring.refresh()
+    third = await _active_kid(world)
+
+    rows = await world.app.state.pool.fetch(
+        "SELECT actor, action, subject, detail FROM audit_log WHERE action LIKE 'issuer_key.%' ORDER BY entry_id"
+    )
+
+    assert [(r["action"], r["subject"]) for r in rows] == [
+        ("issuer_key.rotated", second),
+        ("issuer_key.revoked", second),
+    ]
+    assert rows[0]["detail"] == {"retired": [first]}
+    assert rows[1]["detail"] == {"was": "active", "replaced_by": third}
+    assert all(r["actor"].startswith("cli:") and len(r["actor"]) > len("cli:") for r in rows)
+
+
+async def test_a_refused_revocation_leaves_no_audit_entry(world: World) -> None:
+    nobody = base64.urlsafe_b64encode(os.urandom(8)).rstrip(b"=").decode()
+
+    status, _out, _err = await _cli(world, "keys", "revoke", "--", nobody)
+
+    assert status != 0
+    assert await world.app.state.pool.fetchval("SELECT count(*) FROM audit_log WHERE action LIKE 'issuer_key.%'") == 0

@@ -153,7 +153,7 @@ async def test_codes_of_a_revoked_key_are_refused_and_codes_of_its_successor_acc
     before = await world.code(device)
     revoked_kid = world.app.state.key_ring.active().kid
 
-    await world.app.state.key_ring.revoke(revoked_kid)
+    await world.app.state.key_ring.revoke(revoked_kid, "test")
 
     assert problem(await world.verify(merchant, before, "wl-030")) == (400, "key_revoked")
     assert world.app.state.key_ring.active().kid != revoked_kid
