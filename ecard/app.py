@@ -56,7 +56,7 @@ from ecard.yukuai import YukuaiLinks, YukuaiPlatform
 from ecard.yukuai.http import YukuaiLinkController
 
 # The collaborators routes are handed by name (see ecard.kit.edge.provide); each is built in the lifespan.
-COLLABORATORS = ("authenticator", "operator_sessions", "catalog")
+COLLABORATORS = ("authenticator", "operator_sessions", "catalog", "merchants")
 
 
 def create_app(settings: Settings, clock: Clock | None = None) -> Litestar:
