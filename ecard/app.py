@@ -56,7 +56,7 @@ from ecard.yukuai import YukuaiLinks, YukuaiPlatform
 from ecard.yukuai.http import YukuaiLinkController
 
 # The collaborators routes are handed by name (see ecard.kit.edge.provide); each is built in the lifespan.
-COLLABORATORS = ("authenticator", "operator_sessions", "catalog", "merchants")
+COLLABORATORS = ("authenticator", "operator_sessions", "catalog", "merchants", "depth")
 
 
 def create_app(settings: Settings, clock: Clock | None = None) -> Litestar:
@@ -115,7 +115,7 @@ def create_app(settings: Settings, clock: Clock | None = None) -> Litestar:
         state.directory = directory
         state.catalog = catalog
         state.merchants = merchants
-        state.depth = Depth(pool, catalog, clock)
+        state.depth = Depth(pool, catalog, merchants)
         state.cards = cards
         state.key_ring = ring
         state.request_key = request_key
