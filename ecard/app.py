@@ -36,6 +36,7 @@ from ecard.kit.problems import (
     internal_error_handler,
     not_utf8_handler,
     refusal_handler,
+    too_deep_handler,
     validation_handler,
 )
 from ecard.kit.refusal import Refusal
@@ -228,6 +229,7 @@ def create_app(settings: Settings, clock: Clock | None = None) -> Litestar:
             Refusal: refusal_handler,
             ValidationException: validation_handler,
             UnicodeDecodeError: not_utf8_handler,
+            RecursionError: too_deep_handler,
             HTTPException: http_exception_handler,
             Exception: internal_error_handler,
         },

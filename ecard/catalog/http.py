@@ -83,7 +83,7 @@ class CatalogController(Controller):
     async def versions(
         self,
         catalog: NamedDependency[Catalog],
-        before: Annotated[int | None, QueryParameter(ge=1)] = None,
+        before: Annotated[int | None, QueryParameter(ge=1, le=2**31 - 1)] = None,
         limit: Annotated[int, QueryParameter(ge=1, le=1000)] = 100,
     ) -> VersionList:
         return VersionList(versions=await catalog.versions(before, limit))

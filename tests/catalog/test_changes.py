@@ -265,6 +265,8 @@ async def test_versions_come_newest_first_a_page_at_a_time(world: World) -> None
     assert [v["version"] for v in page.json()["versions"]] == [4, 3]
     assert [v["version"] for v in older.json()["versions"]] == [2, 1]
     assert problem(await world.client.get("/v1/catalog/versions?limit=0")) == (400, "invalid_request")
+    # a version number beyond what the database counts in is bad input, not a failure of ours
+    assert problem(await world.client.get("/v1/catalog/versions?before=16468489325394")) == (400, "invalid_request")
 
 
 async def test_changes_made_at_once_get_a_version_each(world: World) -> None:
