@@ -94,9 +94,11 @@ class Integrator:
         assert answer.status_code == 201, answer.text
         return {"card_id": answer.json()["card_id"], "name": name, "id_number": number}
 
-    async def phone(self, name: str = "张小三", channel: Actor | None = None, actor: Actor | None = None) -> Actor:
+    async def phone(
+        self, name: str = "张小三", channel: Actor | None = None, actor: Actor | None = None, region: str = "cq"
+    ) -> Actor:
         """A cardholder's phone enrolled by a channel: `POST /v1/enrolments` with API.md's four fields."""
-        holder = await self.cardholder(name)
+        holder = await self.cardholder(name, region)
         channel = channel or await self.channel()
         actor = actor or p256_actor()
         body = {

@@ -148,3 +148,15 @@ async def test_a_disabled_client_is_client_disabled(api: Integrator) -> None:
     answer = await api.verify(merchant, "EC1:AAAA", "wl-030")
 
     assert problem_of(answer) == (403, "client_disabled")
+
+
+async def test_the_openapi_document_describes_the_signing(api: Integrator) -> None:
+    """The OpenAPI document the service serves keeps in step with API.md: it names the RFC 9421 headers."""
+    document = (await api.client.get("/schema/openapi.json")).json()
+
+    schemes = document["components"]["securitySchemes"]
+    signing = schemes["rfc9421"]
+    assert (signing["type"], signing["in"], signing["name"]) == ("apiKey", "header", "Signature")
+    for named in ("Signature-Input", "Content-Digest", "created", "nonce", "keyid", "API.md"):
+        assert named in signing["description"]
+    assert (schemes["operator"]["type"], schemes["operator"]["scheme"]) == ("http", "bearer")
