@@ -11,6 +11,7 @@ from litestar.config.app import AppConfig
 from litestar.exceptions import HTTPException, ValidationException
 from litestar.openapi import OpenAPIConfig
 from litestar.openapi.plugins import ScalarRenderPlugin
+from litestar.openapi.spec import Components, Reference, SecurityScheme
 
 from ecard.bank import HttpBank
 from ecard.cards import Cards
@@ -36,6 +37,7 @@ from ecard.kit.problems import (
     internal_error_handler,
     not_utf8_handler,
     refusal_handler,
+    too_deep_handler,
     validation_handler,
 )
 from ecard.kit.refusal import Refusal
@@ -73,6 +75,9 @@ COLLABORATORS = (
     "cards",
     "code_issuer",
     "key_ring",
+    "catalog",
+    "merchants",
+    "depth",
 )
 
 
@@ -137,7 +142,7 @@ def create_app(settings: Settings, clock: Clock | None = None) -> Litestar:
         state.directory = directory
         state.catalog = catalog
         state.merchants = merchants
-        state.depth = Depth(pool, catalog, clock)
+        state.depth = Depth(pool, catalog, merchants)
         state.cards = cards
         state.key_ring = ring
         state.request_keys = request_keys
@@ -270,6 +275,7 @@ def create_app(settings: Settings, clock: Clock | None = None) -> Litestar:
             Refusal: refusal_handler,
             ValidationException: validation_handler,
             UnicodeDecodeError: not_utf8_handler,
+            RecursionError: too_deep_handler,
             HTTPException: http_exception_handler,
             Exception: internal_error_handler,
         },
@@ -279,11 +285,37 @@ def create_app(settings: Settings, clock: Clock | None = None) -> Litestar:
             description="The electronic social security card: enrolment, dynamic codes, verification. See API.md.",
             path="/schema",
             render_plugins=[ScalarRenderPlugin()],
+            components=Components(security_schemes=SECURITY_SCHEMES),
         ),
         request_max_body_size=64 * 1024,
         on_app_init=[_quiet_defaults],
         debug=False,
     )
+
+
+# How clients prove who they are, for readers of the OpenAPI document; API.md ("Signed requests") is the contract.
+SECURITY_SCHEMES: dict[str, SecurityScheme | Reference] = {
+    "rfc9421": SecurityScheme(
+        type="apiKey",
+        name="Signature",
+        security_scheme_in="header",
+        description=(
+            "HTTP Message Signatures (RFC 9421), for every machine client (device, channel, merchant, terminal,"
+            ' partner issuer): `Signature-Input: sig1=("@method" "@path" "@query" ["content-digest"]);'
+            'created=<unix>;nonce="<random>";keyid="<key id>";alg="<ed25519|ecdsa-p256-sha256>"` and'
+            " `Signature: sig1=:<base64>:`, with `Content-Digest: sha-256=:<base64>:` (RFC 9530) when there is a body."
+            " `created` within 300 s of the server's clock; each nonce is accepted once; `keyid` is the key id the"
+            " service answered when the public key was registered. Refusals: 401 `signature_missing`,"
+            " `signature_invalid`, `signature_expired`, `nonce_reused`, `unknown_client`; 403 `client_disabled`."
+            ' See API.md, "Signed requests".'
+        ),
+    ),
+    "operator": SecurityScheme(
+        type="http",
+        scheme="bearer",
+        description="An operator session: `POST /v1/admin/sessions` (password and TOTP) answers the token.",
+    ),
+}
 
 
 def _quiet_defaults(config: AppConfig) -> AppConfig:

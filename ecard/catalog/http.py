@@ -6,7 +6,6 @@ import hashlib
 from datetime import date
 from typing import Annotated, Any
 
-import msgspec
 from litestar import Controller, Request, Response, get, put
 from litestar.di import NamedDependency
 from litestar.openapi.datastructures import ResponseSpec
@@ -15,14 +14,8 @@ from litestar.status_codes import HTTP_200_OK, HTTP_201_CREATED, HTTP_304_NOT_MO
 
 from ecard.catalog.models import CardMode, Function, Item, ItemFields, ItemList, SavedItem, VersionList
 from ecard.catalog.service import Catalog
-from ecard.kit.clock import to_datetime
 from ecard.kit.edge import operator_session
 from ecard.kit.problems import problems
-
-
-def _catalog(request: Request[Any, Any, Any]) -> Catalog:
-    catalog: Catalog = request.app.state.catalog
-    return catalog
 
 
 def _etag(version: int, *query: object) -> str:
@@ -60,13 +53,14 @@ class CatalogController(Controller):
     async def list_items(
         self,
         request: Request[Any, Any, Any],
+        catalog: NamedDependency[Catalog],
         region: FromQuery[str | None] = None,
         function: FromQuery[Function | None] = None,
         mode: FromQuery[CardMode | None] = None,
         at: FromQuery[date | None] = None,
     ) -> Response[ItemList]:
-        day = at or to_datetime(request.app.state.clock.now()).date()
-        version, items = await _catalog(request).listing(day, region, function, mode)
+        day = at or catalog.today()
+        version, items = await catalog.listing(day, region, function, mode)
         etag = _etag(version, "items", day.isoformat(), region, function, mode)
         return _cached(request, etag, ItemList(version=version, items=items))
 
@@ -75,8 +69,10 @@ class CatalogController(Controller):
         summary="One catalog item, in force or not (ETag; If-None-Match answers 304)",
         responses=problems("item_unknown"),
     )
-    async def one_item(self, request: Request[Any, Any, Any], item_code: FromPath[str]) -> Response[Item]:
-        version, item = await _catalog(request).lookup(item_code)
+    async def one_item(
+        self, request: Request[Any, Any, Any], catalog: NamedDependency[Catalog], item_code: FromPath[str]
+    ) -> Response[Item]:
+        version, item = await catalog.lookup(item_code)
         return _cached(request, _etag(version, "item", item_code), item)
 
     @get(
@@ -86,11 +82,11 @@ class CatalogController(Controller):
     )
     async def versions(
         self,
-        request: Request[Any, Any, Any],
-        before: Annotated[int | None, QueryParameter(ge=1)] = None,
+        catalog: NamedDependency[Catalog],
+        before: Annotated[int | None, QueryParameter(ge=1, le=2**31 - 1)] = None,
         limit: Annotated[int, QueryParameter(ge=1, le=1000)] = 100,
     ) -> VersionList:
-        return VersionList(versions=await _catalog(request).versions(before, limit))
+        return VersionList(versions=await catalog.versions(before, limit))
 
 
 class CatalogAdminController(Controller):
@@ -108,12 +104,12 @@ class CatalogAdminController(Controller):
     )
     async def put_item(
         self,
-        request: Request[Any, Any, Any],
+        catalog: NamedDependency[Catalog],
         operator: NamedDependency[str],
         item_code: FromPath[str],
         data: JSONBody[ItemFields],
     ) -> Response[SavedItem]:
-        saved = await _catalog(request).put(operator, item_code, msgspec.structs.asdict(data))
+        saved = await catalog.put(operator, item_code, data)
         return Response(
             SavedItem(item=saved.item, version=saved.version),
             status_code=HTTP_201_CREATED if saved.created else HTTP_200_OK,

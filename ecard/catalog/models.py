@@ -73,7 +73,10 @@ def field_changes(old: Item | None, new: Item) -> dict[str, dict[str, Any]]:
 
 
 class ItemFields(msgspec.Struct, forbid_unknown_fields=True):
-    """An item as an operator states it; `depth_targets` and `description` left out keep what the item had."""
+    """An item as an operator states it; `depth_targets` and `description` left out keep what the item had.
+
+    The item as GET answers it is accepted back: its `item_code`, when given, must be the path's.
+    """
 
     name: str
     domain: str
@@ -86,6 +89,7 @@ class ItemFields(msgspec.Struct, forbid_unknown_fields=True):
     effective_to: date | None = None
     depth_targets: dict[str, int] | None = None
     description: str | None = None
+    item_code: str | None = None
 
 
 class ItemList(msgspec.Struct):

@@ -11,7 +11,6 @@ from datetime import date
 from typing import Any
 
 import asyncpg
-import msgspec
 
 from ecard.catalog import store
 from ecard.catalog.models import (
@@ -21,6 +20,7 @@ from ecard.catalog.models import (
     FUNCTIONS,
     TRACKED_FIELDS,
     Item,
+    ItemFields,
     Version,
     field_changes,
 )
@@ -122,23 +122,6 @@ def _values(item: Item) -> dict[str, Any]:
     return {name: getattr(item, name) for name in TRACKED_FIELDS}
 
 
-def _item(row: dict[str, Any]) -> Item:
-    return Item(
-        item_code=row["item_code"],
-        name=row["name"],
-        domain=row["domain"],
-        lead_department=row["lead_department"],
-        functions=tuple(row["functions"]),
-        card_modes=tuple(row["card_modes"]),
-        regions=tuple(row["regions"]),
-        discloses=tuple(row["discloses"]),
-        effective_from=row["effective_from"],
-        effective_to=row["effective_to"],
-        depth_targets=dict(row["depth_targets"]),
-        description=row["description"],
-    )
-
-
 @dataclass(frozen=True)
 class Snapshot:
     """The catalog as one version: every item, in force or not."""
@@ -161,23 +144,31 @@ class Imported:
 
 
 class Catalog:
-    def __init__(self, pool: asyncpg.Pool, clock: Clock | None = None) -> None:
+    def __init__(
+        self, pool: asyncpg.Pool, clock: Clock | None = None, monotonic: Callable[[], float] = time.monotonic
+    ) -> None:
         self._pool = pool
         self._clock = clock or SystemClock()
+        # how old the worker's copy is: a clock of its own, so that a test can age the copy without waiting
+        self._monotonic = monotonic
         self._snapshot = Snapshot(version=0)
         self._loaded_at = float("-inf")
         # bumped by invalidate(), so that a load already under way when a change commits is not taken as fresh
         self._generation = 0
         self._lock = asyncio.Lock()
 
+    def today(self) -> date:
+        """The UTC date that effective dates are read against, as for verification."""
+        return to_datetime(self._clock.now()).date()
+
     async def _fresh(self) -> Snapshot:
-        if time.monotonic() - self._loaded_at < REFRESH_S:
+        if self._monotonic() - self._loaded_at < REFRESH_S:
             return self._snapshot
         async with self._lock:
-            if time.monotonic() - self._loaded_at >= REFRESH_S:
-                generation, started = self._generation, time.monotonic()
-                version, rows = await store.current(self._pool)
-                self._snapshot = Snapshot(version, {r["item_code"]: _item(r) for r in rows})
+            if self._monotonic() - self._loaded_at >= REFRESH_S:
+                generation, started = self._generation, self._monotonic()
+                version, items = await store.current(self._pool)
+                self._snapshot = Snapshot(version, {item.item_code: item for item in items})
                 if generation == self._generation:
                     self._loaded_at = started
         return self._snapshot
@@ -201,9 +192,10 @@ class Catalog:
         return [c for c in codes if c not in items]
 
     async def listing(
-        self, day: date, region: str | None = None, function: str | None = None, mode: str | None = None
+        self, day: date | None = None, region: str | None = None, function: str | None = None, mode: str | None = None
     ) -> tuple[int, list[Item]]:
-        """The items in force on `day` that match every filter given, with the version they belong to."""
+        """The items in force on `day` (today when None) that match every filter given, with their version."""
+        day = day or self.today()
         if region is not None and not REGION.fullmatch(region):
             raise Refusal(
                 "invalid_request", "region must be a lowercase region code like cq", extra={"fields": ["region"]}
@@ -228,14 +220,24 @@ class Catalog:
 
     async def versions(self, before: int | None, limit: int) -> list[Version]:
         """Up to `limit` versions older than `before` (the newest when None), newest first."""
-        return [msgspec.convert(row, Version) for row in await store.versions(self._pool, before, limit)]
+        return await store.versions(self._pool, before, limit)
 
-    async def put(self, actor: str, item_code: str, given: dict[str, Any]) -> Saved:
-        """Create or replace one item; `depth_targets` or `description` given as None keep the item's own."""
+    async def put(self, actor: str, item_code: str, fields: ItemFields) -> Saved:
+        """Create or replace one item; `depth_targets` or `description` left out keep the item's own.
+
+        The item as `lookup` gives it may come back whole: its `item_code` must then be the one it is put under.
+        """
+        if fields.item_code is not None and fields.item_code != item_code:
+            raise Refusal(
+                "invalid_request",
+                "item_code in the body must be the item code of the path",
+                extra={"fields": ["item_code"]},
+            )
+        given = {name: getattr(fields, name) for name in TRACKED_FIELDS}
         async with self._pool.acquire() as conn, conn.transaction():
             await store.lock_for_change(conn)
-            rows = await store.items(conn, [item_code])
-            old = _item(rows[0]) if rows else None
+            found = await store.items(conn, [item_code])
+            old = found[0] if found else None
             base = _values(old) if old is not None else new_item_defaults(item_code)
             values = {**base, **{k: v for k, v in given.items() if v is not None or k == "effective_to"}}
             item, problems = draft(item_code, values)
@@ -252,7 +254,7 @@ class Catalog:
         problems = list(parsed.problems)
         async with self._pool.acquire() as conn, conn.transaction():
             await store.lock_for_change(conn)
-            current = {r["item_code"]: _item(r) for r in await store.items(conn, [r.item_code for r in parsed.rows])}
+            current = {item.item_code: item for item in await store.items(conn, [r.item_code for r in parsed.rows])}
             changes: list[tuple[Item | None, Item]] = []
             for row in parsed.rows:
                 old = current.get(row.item_code)

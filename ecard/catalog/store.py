@@ -7,23 +7,31 @@ from datetime import UTC, datetime
 from typing import Any
 
 import asyncpg
+import msgspec
 
-from ecard.catalog.models import Item, field_changes
+from ecard.catalog.models import Item, Version, field_changes
 from ecard.kit.infra import Conn, Executor
 
 # Catalog changes are rare and small; one at a time keeps version numbers gapless and each diff against what is.
 _CATALOG_LOCK = 0x63617467
 
 
-async def current(pool: asyncpg.Pool) -> tuple[int, list[dict[str, Any]]]:
+_ITEM = (
+    "SELECT item_code, name, domain, lead_department, functions, card_modes, regions, discloses,"
+    " effective_from, effective_to, depth_targets, description FROM catalog_items"
+)
+
+
+def _items(rows: list[asyncpg.Record]) -> list[Item]:
+    return [msgspec.convert(dict(r), Item) for r in rows]
+
+
+async def current(pool: asyncpg.Pool) -> tuple[int, list[Item]]:
     """The latest version number and every item, read from one snapshot so that they belong together."""
     async with pool.acquire() as conn, conn.transaction(isolation="repeatable_read", readonly=True):
         version = await latest_version(conn)
-        rows = await conn.fetch(
-            "SELECT item_code, name, domain, lead_department, functions, card_modes, regions, discloses,"
-            " effective_from, effective_to, depth_targets, description FROM catalog_items ORDER BY item_code"
-        )
-    return version, [dict(r) for r in rows]
+        rows = await conn.fetch(_ITEM + " ORDER BY item_code")
+    return version, _items(rows)
 
 
 async def latest_version(conn: Executor) -> int:
@@ -35,14 +43,8 @@ async def lock_for_change(conn: Conn) -> None:
     await conn.execute("SELECT pg_advisory_xact_lock($1)", _CATALOG_LOCK)
 
 
-async def items(conn: Conn, codes: list[str]) -> list[dict[str, Any]]:
-    rows = await conn.fetch(
-        "SELECT item_code, name, domain, lead_department, functions, card_modes, regions, discloses,"
-        " effective_from, effective_to, depth_targets, description"
-        " FROM catalog_items WHERE item_code = ANY($1::text[]) ORDER BY item_code",
-        codes,
-    )
-    return [dict(r) for r in rows]
+async def items(conn: Conn, codes: list[str]) -> list[Item]:
+    return _items(await conn.fetch(_ITEM + " WHERE item_code = ANY($1::text[]) ORDER BY item_code", codes))
 
 
 async def upsert_item(conn: Conn, item: Item) -> None:
@@ -84,7 +86,7 @@ async def insert_version(
     return version
 
 
-async def versions(pool: asyncpg.Pool, before: int | None, limit: int) -> list[dict[str, Any]]:
+async def versions(pool: asyncpg.Pool, before: int | None, limit: int) -> list[Version]:
     rows = await pool.fetch(
         "SELECT v.version, v.created_at, v.actor,"
         " coalesce(jsonb_agg(jsonb_build_object('item_code', c.item_code, 'fields', c.fields) ORDER BY c.item_code)"
@@ -95,7 +97,7 @@ async def versions(pool: asyncpg.Pool, before: int | None, limit: int) -> list[d
         before,
         limit,
     )
-    return [dict(r) for r in rows]
+    return [msgspec.convert(dict(r), Version) for r in rows]
 
 
 async def seed(conn: Conn, rows: list[dict[str, Any]]) -> int:

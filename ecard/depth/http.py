@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import csv
-import io
 from datetime import date
 from typing import Annotated, Any
 
@@ -13,8 +11,9 @@ from litestar.di import NamedDependency
 from litestar.openapi.datastructures import ResponseSpec
 from litestar.params import FromPath, JSONBody, QueryParameter
 
-from ecard.depth.models import Beneficiaries, DepthReport, Payouts, SceneAnswer, SceneCount
+from ecard.depth.models import Beneficiaries, DepthReport, ItemDepth, Payouts, SceneAnswer, SceneCount
 from ecard.depth.service import Depth
+from ecard.kit import csvsafe
 from ecard.kit.edge import operator_session
 from ecard.kit.problems import problems
 
@@ -44,57 +43,38 @@ CSV_COLUMNS = (
 )
 
 
-def _cell(value: Any) -> str:
-    """A spreadsheet cell: empty for unknown, lower-case booleans, and no text a spreadsheet would run as a formula."""
-    if value is None:
-        return ""
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    text = str(value)
-    return "'" + text if text[:1] in ("=", "+", "-", "@", "\t", "\r") else text
-
-
 def _pairs(counts: dict[str, int]) -> str:
     return ";".join(f"{district}={n}" for district, n in counts.items())
 
 
+def _row(item: ItemDepth) -> tuple[object, ...]:
+    paid = item.beneficiaries
+    return (
+        item.item_code,
+        item.name,
+        ";".join(item.functions),
+        item.scenes.total,
+        item.accepting_scenes.total,
+        item.share,
+        _pairs(item.scenes.by_district),
+        _pairs(item.accepting_scenes.by_district),
+        paid.year if paid else None,
+        paid.beneficiaries if paid else None,
+        paid.paid_by_card if paid else None,
+        paid.share if paid else None,
+        item.levels.get("identity"),
+        item.levels.get("disbursement"),
+        item.levels.get("payment"),
+        item.level,
+        item.target,
+        item.on_track,
+        item.note,
+    )
+
+
 def as_csv(report: DepthReport) -> str:
-    """The report as one header row and one row per item, for the office's spreadsheets."""
-    out = io.StringIO()
-    writer = csv.writer(out, lineterminator="\r\n")
-    writer.writerow(CSV_COLUMNS)
-    for item in report.items:
-        paid = item.beneficiaries
-        writer.writerow(
-            _cell(value)
-            for value in (
-                item.item_code,
-                item.name,
-                ";".join(item.functions),
-                item.scenes.total,
-                item.accepting_scenes.total,
-                item.share,
-                _pairs(item.scenes.by_district),
-                _pairs(item.accepting_scenes.by_district),
-                paid.year if paid else None,
-                paid.beneficiaries if paid else None,
-                paid.paid_by_card if paid else None,
-                paid.share if paid else None,
-                item.levels.get("identity"),
-                item.levels.get("disbursement"),
-                item.levels.get("payment"),
-                item.level,
-                item.target,
-                item.on_track,
-                item.note,
-            )
-        )
-    return out.getvalue()
-
-
-def _depth(request: Request[Any, Any, Any]) -> Depth:
-    depth: Depth = request.app.state.depth
-    return depth
+    """The report as one header row and one row per item, for the office's spreadsheets (cells made safe)."""
+    return csvsafe.write(CSV_COLUMNS, map(_row, report.items))
 
 
 class DepthController(Controller):
@@ -109,12 +89,12 @@ class DepthController(Controller):
     )
     async def set_scenes(
         self,
-        request: Request[Any, Any, Any],
+        depth: NamedDependency[Depth],
         operator: NamedDependency[str],
         item_code: FromPath[str],
         data: JSONBody[SceneCount],
     ) -> SceneAnswer:
-        return await _depth(request).set_scenes(operator, item_code, data.district, data.scenes)
+        return await depth.set_scenes(operator, item_code, data.district, data.scenes)
 
     @put(
         "/beneficiaries/{item_code:str}",
@@ -123,14 +103,12 @@ class DepthController(Controller):
     )
     async def set_beneficiaries(
         self,
-        request: Request[Any, Any, Any],
+        depth: NamedDependency[Depth],
         operator: NamedDependency[str],
         item_code: FromPath[str],
         data: JSONBody[Beneficiaries],
     ) -> Payouts:
-        return await _depth(request).set_beneficiaries(
-            operator, item_code, data.year, data.beneficiaries, data.paid_by_card
-        )
+        return await depth.set_beneficiaries(operator, item_code, data.year, data.beneficiaries, data.paid_by_card)
 
     @get(
         "/",
@@ -147,10 +125,11 @@ class DepthController(Controller):
     async def report(
         self,
         request: Request[Any, Any, Any],
+        depth: NamedDependency[Depth],
         operator: NamedDependency[str],  # noqa: ARG002 - its presence is the operator guard
         day: Annotated[date | None, QueryParameter(name="date")] = None,
     ) -> Response[Any]:
-        report = await _depth(request).report(day)
+        report = await depth.report(day)
         if request.accept.best_match([JSON, CSV], default=JSON) == CSV:
             return Response(
                 content=as_csv(report).encode(),

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from collections import defaultdict
 from datetime import UTC, date, datetime, time, timedelta
-from typing import Any
 
 import asyncpg
 
@@ -12,8 +11,8 @@ from ecard.catalog import Catalog, Item
 from ecard.depth import store
 from ecard.depth.models import Counts, DepthReport, ItemDepth, Payouts, SceneAnswer
 from ecard.kit import audit
-from ecard.kit.clock import Clock, to_datetime
 from ecard.kit.refusal import Refusal
+from ecard.merchants import Merchants
 
 # A scene accepts the card when one of its venues had an accepted verification in this many days up to the report date.
 WINDOW_DAYS = 30
@@ -70,7 +69,7 @@ def measure(
     year: int,
     recorded: dict[str, int],
     accepting: dict[str, int],
-    payouts: dict[str, Any] | None,
+    payouts: store.PayoutRow | None,
     payment_merchant: bool,
     bills_paid: bool = False,
 ) -> ItemDepth:
@@ -91,9 +90,9 @@ def measure(
             paid = Payouts(
                 item_code=item.item_code,
                 year=year,
-                beneficiaries=payouts["beneficiaries"],
-                paid_by_card=payouts["paid_by_card"],
-                share=_ratio(payouts["paid_by_card"], payouts["beneficiaries"]),
+                beneficiaries=payouts.beneficiaries,
+                paid_by_card=payouts.paid_by_card,
+                share=_ratio(payouts.paid_by_card, payouts.beneficiaries),
             )
             levels["disbursement"] = share_level(paid.paid_by_card, paid.beneficiaries)
     target = item.depth_targets.get(f"{year}_end")
@@ -122,10 +121,10 @@ def measure(
 
 
 class Depth:
-    def __init__(self, pool: asyncpg.Pool, catalog: Catalog, clock: Clock) -> None:
+    def __init__(self, pool: asyncpg.Pool, catalog: Catalog, merchants: Merchants) -> None:
         self._pool = pool
         self._catalog = catalog
-        self._clock = clock
+        self._merchants = merchants
 
     async def _item(self, item_code: str) -> Item:
         for item in await self._catalog.items():
@@ -169,16 +168,16 @@ class Depth:
 
     async def report(self, day: date | None = None) -> DepthReport:
         """Every item in force on `day`, measured over the WINDOW_DAYS (UTC days) that end with it."""
-        day = day or to_datetime(self._clock.now()).date()
+        day = day or self._catalog.today()
         end = datetime.combine(day + timedelta(days=1), time.min, tzinfo=UTC)
         recorded: dict[str, dict[str, int]] = defaultdict(dict)
-        for row in await store.scenes(self._pool):
-            recorded[row["item_code"]][row["district"]] = row["scenes"]
+        for scene in await store.scenes(self._pool):
+            recorded[scene.item_code][scene.district] = scene.scenes
         accepting: dict[str, dict[str, int]] = defaultdict(dict)
-        for row in await store.accepting_venues(self._pool, end - timedelta(days=WINDOW_DAYS), end):
-            accepting[row["item_code"]][row["district"]] = row["venues"]
-        payouts = {row["item_code"]: row for row in await store.beneficiaries(self._pool, day.year)}
-        payment = await store.payment_items(self._pool)
+        for venues in await store.accepting_venues(self._pool, end - timedelta(days=WINDOW_DAYS), end):
+            accepting[venues.item_code][venues.district] = venues.venues
+        payouts = {row.item_code: row for row in await store.beneficiaries(self._pool, day.year)}
+        payment = await self._merchants.payment_items()
         billed = await store.paid_bill_items(self._pool, end - timedelta(days=WINDOW_DAYS), end)
         items = sorted((i for i in await self._catalog.items() if i.in_force(day)), key=lambda i: i.item_code)
         return DepthReport(

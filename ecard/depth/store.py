@@ -3,9 +3,33 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
+
+import msgspec
 
 from ecard.kit.infra import Conn, Executor
+
+
+class SceneRow(msgspec.Struct, frozen=True):
+    item_code: str
+    district: str
+    scenes: int
+
+
+class PayoutRow(msgspec.Struct, frozen=True):
+    """A disbursement item's beneficiaries in a year, and how many of them the card's account paid."""
+
+    item_code: str
+    year: int
+    beneficiaries: int
+    paid_by_card: int
+
+
+class AcceptingRow(msgspec.Struct, frozen=True):
+    """How many venues in a district accepted the card for an item."""
+
+    item_code: str
+    district: str
+    venues: int
 
 
 async def set_scenes(conn: Conn, item_code: str, district: str, scenes: int) -> None:
@@ -30,22 +54,27 @@ async def set_beneficiaries(conn: Conn, item_code: str, year: int, beneficiaries
     )
 
 
-async def scenes(pool: Executor) -> list[dict[str, Any]]:
+async def scenes(pool: Executor) -> list[SceneRow]:
     rows = await pool.fetch("SELECT item_code, district, scenes FROM depth_scenes")
-    return [dict(r) for r in rows]
+    return [msgspec.convert(dict(r), SceneRow) for r in rows]
 
 
-async def beneficiaries(pool: Executor, year: int) -> list[dict[str, Any]]:
+async def beneficiaries(pool: Executor, year: int) -> list[PayoutRow]:
     rows = await pool.fetch(
         "SELECT item_code, year, beneficiaries, paid_by_card FROM depth_beneficiaries WHERE year = $1", year
     )
-    return [dict(r) for r in rows]
+    return [msgspec.convert(dict(r), PayoutRow) for r in rows]
 
+
+# Reads across rooms. The report aggregates what other rooms recorded (verifications; merchants and their
+# terminals; paid bills) over a window of days: counting it in the database, in one statement each, is the
+# only sane way, as an aggregate report; asking each room for its rows would ship every verification of a
+# month to Python. These two queries are the only SQL of this room that reads another room's tables.
 
 # A venue is a registered terminal, in the district of its place, or a merchant that has no terminals,
 # in its own region. A verification from a merchant that has terminals but names none of them is
 # no venue's: there is no telling where it happened. Every recorded verification was accepted.
-_ACCEPTING = """
+_ACCEPTING_VENUES_ACROSS_ROOMS = """
 SELECT v.item_code, COALESCE(t.region, m.region) AS district,
        count(DISTINCT COALESCE(t.terminal_ref, m.merchant_id)) AS venues
 FROM verifications v
@@ -57,21 +86,13 @@ GROUP BY 1, 2
 """
 
 
-async def accepting_venues(pool: Executor, start: datetime, end: datetime) -> list[dict[str, Any]]:
-    """(item_code, district, venues): how many venues accepted the card for the item in [start, end)."""
-    return [dict(r) for r in await pool.fetch(_ACCEPTING, start, end)]
-
-
-async def payment_items(pool: Executor) -> set[str]:
-    """The items that an active merchant taking payments is entitled to."""
-    rows = await pool.fetch(
-        "SELECT DISTINCT mi.item_code FROM merchant_items mi JOIN merchants m USING (merchant_id)"
-        " WHERE m.status = 'active' AND 'payment' = ANY (m.functions)"
-    )
-    return {r["item_code"] for r in rows}
+async def accepting_venues(pool: Executor, start: datetime, end: datetime) -> list[AcceptingRow]:
+    """How many venues accepted the card per item and district in [start, end) (verify and merchants rooms)."""
+    rows = await pool.fetch(_ACCEPTING_VENUES_ACROSS_ROOMS, start, end)
+    return [msgspec.convert(dict(r), AcceptingRow) for r in rows]
 
 
 async def paid_bill_items(pool: Executor, start: datetime, end: datetime) -> set[str]:
-    """The items of bills that were paid (pulled up by a merchant, paid with the card) in [start, end)."""
+    """The items of bills paid in [start, end): pulled up by a merchant, paid with the card (payments room)."""
     rows = await pool.fetch("SELECT DISTINCT item_code FROM bills WHERE paid_at >= $1 AND paid_at < $2", start, end)
     return {r["item_code"] for r in rows}

@@ -93,6 +93,20 @@ def not_utf8_handler(request: Request[Any, Any, Any], _: UnicodeDecodeError) -> 
     return problem_response("invalid_request", "request body is not valid UTF-8 JSON", 400, {"fields": []})
 
 
+def _has_body(request: Request[Any, Any, Any]) -> bool:
+    length = request.headers.get("content-length", "0").strip()
+    return "transfer-encoding" in request.headers or (length.isdigit() and int(length) > 0)
+
+
+def too_deep_handler(request: Request[Any, Any, Any], exc: RecursionError) -> Response[Any]:
+    # msgspec (Litestar's JSON decoding, and a room's own typed decoding) gives up on arrays and objects nested
+    # about a thousand deep with a RecursionError, which would otherwise be a 500; no request of ours nests so
+    if not _has_body(request):
+        return internal_error_handler(request, exc)
+    _note(request, "invalid_request")
+    return problem_response("invalid_request", "request body is nested too deeply", 400, {"fields": []})
+
+
 def http_exception_handler(request: Request[Any, Any, Any], exc: HTTPException) -> Response[Any]:
     status = exc.status_code
     code = {

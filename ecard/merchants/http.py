@@ -3,13 +3,11 @@
 from __future__ import annotations
 
 import re
-from typing import Any
 
-from litestar import Controller, Request, get, post, put
+from litestar import Controller, get, post, put
 from litestar.di import NamedDependency
 from litestar.params import FromPath, FromQuery, JSONBody
 
-from ecard.kit.clock import to_datetime
 from ecard.kit.edge import operator_session
 from ecard.kit.problems import problems
 from ecard.kit.refusal import Refusal
@@ -17,7 +15,9 @@ from ecard.merchants.models import (
     ChannelAnswer,
     ClientStatus,
     Entitlements,
+    EntitlementsAnswer,
     MerchantAnswer,
+    MerchantView,
     NewChannel,
     NewMerchant,
     NewTerminal,
@@ -37,11 +37,6 @@ def _query_value(value: str | None, field: str) -> str | None:
     return value
 
 
-def _merchants(request: Request[Any, Any, Any]) -> Merchants:
-    merchants: Merchants = request.app.state.merchants
-    return merchants
-
-
 class MerchantAdminController(Controller):
     path = "/v1/admin"
     tags = ["operators"]  # noqa: RUF012
@@ -54,30 +49,28 @@ class MerchantAdminController(Controller):
         responses=problems("unauthorized", "invalid_request", "item_unknown", "entitlement_mismatch"),
     )
     async def register(
-        self, request: Request[Any, Any, Any], operator: NamedDependency[str], data: JSONBody[NewMerchant]
+        self, merchants: NamedDependency[Merchants], operator: NamedDependency[str], data: JSONBody[NewMerchant]
     ) -> MerchantAnswer:
-        return await _merchants(request).register(
-            operator, data.name, data.region, data.items, data.public_key, data.functions
-        )
+        return await merchants.register(operator, data.name, data.region, data.items, data.public_key, data.functions)
 
     @get("/merchants/{merchant_id:str}", summary="A merchant", responses=problems("unauthorized", "not_found"))
     async def one(
         self,
-        request: Request[Any, Any, Any],
+        merchants: NamedDependency[Merchants],
         operator: NamedDependency[str],  # noqa: ARG002 - its presence is the operator guard
         merchant_id: FromPath[str],
-    ) -> dict[str, Any]:
-        merchant = await _merchants(request).get(merchant_id)
+    ) -> MerchantView:
+        merchant = await merchants.get(merchant_id)
         if merchant is None:
             raise Refusal("not_found", "no merchant has this id")
-        return {
-            "merchant_id": merchant.merchant_id,
-            "name": merchant.name,
-            "region": merchant.region,
-            "status": merchant.status,
-            "functions": sorted(merchant.functions),
-            "items": sorted(merchant.items),
-        }
+        return MerchantView(
+            merchant_id=merchant.merchant_id,
+            name=merchant.name,
+            region=merchant.region,
+            status=merchant.status,
+            functions=sorted(merchant.functions),
+            items=sorted(merchant.items),
+        )
 
     @put(
         "/merchants/{merchant_id:str}/items",
@@ -86,17 +79,15 @@ class MerchantAdminController(Controller):
     )
     async def set_items(
         self,
-        request: Request[Any, Any, Any],
+        merchants: NamedDependency[Merchants],
         operator: NamedDependency[str],
         merchant_id: FromPath[str],
         data: JSONBody[Entitlements],
-    ) -> dict[str, Any]:
-        merchant = await _merchants(request).set_items(operator, merchant_id, data.items, data.functions)
-        return {
-            "merchant_id": merchant.merchant_id,
-            "functions": sorted(merchant.functions),
-            "items": sorted(merchant.items),
-        }
+    ) -> EntitlementsAnswer:
+        merchant = await merchants.set_items(operator, merchant_id, data.items, data.functions)
+        return EntitlementsAnswer(
+            merchant_id=merchant.merchant_id, functions=sorted(merchant.functions), items=sorted(merchant.items)
+        )
 
     @post(
         "/merchants/{merchant_id:str}/status",
@@ -106,12 +97,12 @@ class MerchantAdminController(Controller):
     )
     async def set_status(
         self,
-        request: Request[Any, Any, Any],
+        merchants: NamedDependency[Merchants],
         operator: NamedDependency[str],
         merchant_id: FromPath[str],
         data: JSONBody[ClientStatus],
     ) -> dict[str, str]:
-        await _merchants(request).set_status(operator, merchant_id, data.status)
+        await merchants.set_status(operator, merchant_id, data.status)
         return {"merchant_id": merchant_id, "status": data.status}
 
     @post(
@@ -122,14 +113,12 @@ class MerchantAdminController(Controller):
     )
     async def add_terminal(
         self,
-        request: Request[Any, Any, Any],
+        merchants: NamedDependency[Merchants],
         operator: NamedDependency[str],
         merchant_id: FromPath[str],
         data: JSONBody[NewTerminal],
     ) -> TerminalAnswer:
-        return await _merchants(request).add_terminal(
-            operator, merchant_id, data.terminal_id, data.place, data.public_key
-        )
+        return await merchants.add_terminal(operator, merchant_id, data.terminal_id, data.place, data.public_key)
 
     @post(
         "/merchants/{merchant_id:str}/terminals/{terminal_id:str}/status",
@@ -139,13 +128,13 @@ class MerchantAdminController(Controller):
     )
     async def set_terminal_status(
         self,
-        request: Request[Any, Any, Any],
+        merchants: NamedDependency[Merchants],
         operator: NamedDependency[str],
         merchant_id: FromPath[str],
         terminal_id: FromPath[str],
         data: JSONBody[ClientStatus],
     ) -> TerminalStatus:
-        return await _merchants(request).set_terminal_status(operator, merchant_id, terminal_id, data.status)
+        return await merchants.set_terminal_status(operator, merchant_id, terminal_id, data.status)
 
     @post(
         "/channels",
@@ -154,9 +143,9 @@ class MerchantAdminController(Controller):
         responses=problems("unauthorized", "invalid_request"),
     )
     async def register_channel(
-        self, request: Request[Any, Any, Any], operator: NamedDependency[str], data: JSONBody[NewChannel]
+        self, merchants: NamedDependency[Merchants], operator: NamedDependency[str], data: JSONBody[NewChannel]
     ) -> ChannelAnswer:
-        return await _merchants(request).register_channel(operator, data.name, data.public_key)
+        return await merchants.register_channel(operator, data.name, data.public_key)
 
     @post(
         "/channels/{channel_id:str}/status",
@@ -166,12 +155,12 @@ class MerchantAdminController(Controller):
     )
     async def set_channel_status(
         self,
-        request: Request[Any, Any, Any],
+        merchants: NamedDependency[Merchants],
         operator: NamedDependency[str],
         channel_id: FromPath[str],
         data: JSONBody[ClientStatus],
     ) -> dict[str, str]:
-        await _merchants(request).set_channel_status(operator, channel_id, data.status)
+        await merchants.set_channel_status(operator, channel_id, data.status)
         return {"channel_id": channel_id, "status": data.status}
 
 
@@ -186,11 +175,10 @@ class VenueController(Controller):
     )
     async def venues(
         self,
-        request: Request[Any, Any, Any],
+        merchants: NamedDependency[Merchants],
         item_code: FromQuery[str | None] = None,
         region: FromQuery[str | None] = None,
     ) -> VenueList:
-        day = to_datetime(request.app.state.clock.now()).date()
         item_code = _query_value(item_code, "item_code")
         region = _query_value(region, "region")
-        return VenueList(venues=await _merchants(request).venues(item_code, region, day))
+        return VenueList(venues=await merchants.venues(item_code, region))

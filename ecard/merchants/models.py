@@ -17,16 +17,13 @@ Latitude = Annotated[float, msgspec.Meta(ge=-90, le=90)]
 Longitude = Annotated[float, msgspec.Meta(ge=-180, le=180)]
 
 
-def _identity_only() -> list[Function]:
-    return ["identity"]
-
-
 class NewMerchant(msgspec.Struct, forbid_unknown_fields=True):
     name: str
     region: str
     items: list[str]
     public_key: dict[str, Any]
-    functions: Functions = msgspec.field(default_factory=_identity_only)
+    # left out: the functions of its items, so that API.md's request registers a merchant for any items
+    functions: Functions | None = None
 
 
 class MerchantAnswer(msgspec.Struct):
@@ -37,6 +34,21 @@ class MerchantAnswer(msgspec.Struct):
     items: list[str]
     functions: list[str]
     status: str = "active"
+
+
+class MerchantView(msgspec.Struct):
+    merchant_id: str
+    name: str
+    region: str
+    status: str
+    functions: list[str]
+    items: list[str]
+
+
+class EntitlementsAnswer(msgspec.Struct):
+    merchant_id: str
+    functions: list[str]
+    items: list[str]
 
 
 class Entitlements(msgspec.Struct, forbid_unknown_fields=True):

@@ -5,7 +5,6 @@ from __future__ import annotations
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import date
 from typing import Any
 
 import asyncpg
@@ -60,25 +59,32 @@ def _check_public_key(jwk: Any) -> None:
         raise Refusal(refusal.code, refusal.detail, extra={"fields": ["public_key"]}) from refusal
 
 
-def _merchant(row: dict[str, Any]) -> Merchant:
-    return Merchant(
-        row["merchant_id"],
-        row["name"],
-        row["region"],
-        row["status"],
-        frozenset(row["items"]),
-        frozenset(row["functions"]),
-    )
+def _merchant(row: store.MerchantRow) -> Merchant:
+    return Merchant(row.merchant_id, row.name, row.region, row.status, frozenset(row.items), frozenset(row.functions))
 
 
-def _place(row: dict[str, Any]) -> dict[str, Any]:
+def _place(row: store.TerminalRow) -> dict[str, Any]:
     return {
-        "name": row["place_name"],
-        "address": row["place_address"],
-        "region": row["region"],
-        "lat": row["lat"],
-        "lon": row["lon"],
+        "name": row.place_name,
+        "address": row.place_address,
+        "region": row.region,
+        "lat": row.lat,
+        "lon": row.lon,
     }
+
+
+def _venue_place(row: store.VenueRow) -> Place | None:
+    if row.place_name is None or row.place_address is None or row.region is None:
+        return None
+    if row.lat is None or row.lon is None:
+        return None
+    return Place(name=row.place_name, address=row.place_address, region=row.region, lat=row.lat, lon=row.lon)
+
+
+def _functions_of(items: list[str], catalog: dict[str, frozenset[str]]) -> list[str]:
+    """The functions a merchant needs to serve every one of `items`; identity when it names none."""
+    needed = {function for code in items for function in catalog.get(code, ())}
+    return sorted(needed) or ["identity"]
 
 
 class Merchants:
@@ -95,14 +101,18 @@ class Merchants:
         return {item.item_code: frozenset(item.functions) for item in await self._catalog.items()}
 
     @staticmethod
+    def _check_known(items: list[str], catalog: dict[str, frozenset[str]]) -> None:
+        unknown = sorted({code for code in items if code not in catalog})
+        if unknown:
+            raise Refusal("item_unknown", f"no catalog item has the code(s): {', '.join(unknown[:10])}")
+
+    @staticmethod
     def _check_items(items: list[str], functions: list[str], catalog: dict[str, frozenset[str]]) -> list[str]:
         """The items, deduplicated, once each is known and shares a function with the merchant.
 
         A library (identity) entitled to a water bill (payment) would verify for a use it cannot serve.
         """
-        unknown = sorted({code for code in items if code not in catalog})
-        if unknown:
-            raise Refusal("item_unknown", f"no catalog item has the code(s): {', '.join(unknown[:10])}")
+        Merchants._check_known(items, catalog)
         misfits = sorted({code for code in items if not catalog[code] & set(functions)})
         if misfits:
             raise Refusal(
@@ -120,13 +130,15 @@ class Merchants:
         region: str,
         items: list[str],
         public_key: Any,
-        functions: Sequence[str] = ("identity",),
+        functions: Sequence[str] | None = None,
     ) -> MerchantAnswer:
+        """A new merchant; without `functions` it takes those of its items (API.md registers any items so)."""
         name = _name(name, "name")
         region = _name(region, "region")
         _check_public_key(public_key)
-        chosen = sorted(set(functions))
-        items = self._check_items(items, chosen, await self._catalog_functions())
+        catalog = await self._catalog_functions()
+        chosen = sorted(set(functions)) if functions is not None else _functions_of(items, catalog)
+        items = self._check_items(items, chosen, catalog)
         merchant_id = new_id("mch")
         async with self._pool.acquire() as conn, conn.transaction():
             await store.insert_merchant(conn, merchant_id, name, region, chosen)
@@ -145,7 +157,7 @@ class Merchants:
             row = await store.merchant_for_update(conn, merchant_id)
             if row is None:
                 raise Refusal("not_found", "no merchant has this id")
-            chosen = sorted(set(functions)) if functions is not None else list(row["functions"])
+            chosen = sorted(set(functions)) if functions is not None else list(row.functions)
             items = self._check_items(items, chosen, catalog)
             if functions is not None:
                 await store.set_functions(conn, merchant_id, chosen)
@@ -218,7 +230,7 @@ class Merchants:
             key_id = await self._directory.register(
                 conn, ClientKind.TERMINAL, terminal_ref, public_key, parent_id=merchant_id
             )
-            if merchant["status"] != "active":
+            if merchant.status != "active":
                 # a disabled merchant's terminals wake up with it, not before
                 await self._directory.set_owner_status(conn, terminal_ref, "disabled")
             await audit.record(
@@ -242,7 +254,7 @@ class Merchants:
             if merchant is None or terminal_ref is None:
                 raise Refusal("not_found", "this merchant has no terminal with this terminal_id")
             # the terminal's key works only while both it and its merchant are active
-            key_status = "active" if status == "active" and merchant["status"] == "active" else "disabled"
+            key_status = "active" if status == "active" and merchant.status == "active" else "disabled"
             await self._directory.set_owner_status(conn, terminal_ref, key_status)
             await audit.record(
                 conn,
@@ -261,34 +273,38 @@ class Merchants:
         row = await store.terminal(self._pool, terminal_ref)
         if row is None:
             return None
-        terminal = Terminal(row["terminal_ref"], row["merchant_id"], row["terminal_id"], _place(row))
+        terminal = Terminal(row.terminal_ref, row.merchant_id, row.terminal_id, _place(row))
         if len(self._terminals) > CACHE_MAX:
             self._terminals.clear()
         self._terminals[terminal_ref] = terminal
         return terminal
 
-    async def venues(self, item_code: str | None, region: str | None, day: date) -> list[Venue]:
-        """Where the card works on `day` (服务专区): for one item, in one region, or everywhere."""
+    async def venues(self, item_code: str | None, region: str | None) -> list[Venue]:
+        """Where the card works today (服务专区): for one item, in one region, or everywhere."""
+        day = self._catalog.today()
         if item_code is not None and await self._catalog.item(item_code, day) is None:
             raise Refusal("item_unknown", "no catalog item in force has this code")
         in_force = {item.item_code for item in await self._catalog.items() if item.in_force(day)}
         venues = []
         for row in await store.venues(self._pool, item_code, region):
-            items = [code for code in row["items"] or () if code in in_force]
+            items = [code for code in row.items or () if code in in_force]
             if not items:
                 continue
-            has_terminal = row["terminal_id"] is not None
             venues.append(
                 Venue(
-                    merchant_id=row["merchant_id"],
-                    merchant_name=row["merchant_name"],
-                    terminal_id=row["terminal_id"],
-                    region=row["region"] if has_terminal else row["merchant_region"],
-                    place=Place(**_place(row)) if has_terminal else None,
+                    merchant_id=row.merchant_id,
+                    merchant_name=row.merchant_name,
+                    terminal_id=row.terminal_id,
+                    region=row.region or row.merchant_region,
+                    place=_venue_place(row),
                     items=items,
                 )
             )
         return venues
+
+    async def payment_items(self) -> set[str]:
+        """The items that an active merchant taking payments is entitled to."""
+        return await store.payment_items(self._pool)
 
     async def register_channel(self, actor: str, name: str, public_key: Any) -> ChannelAnswer:
         name = _name(name, "name")

@@ -2,9 +2,53 @@
 
 from __future__ import annotations
 
-from typing import Any
+import msgspec
 
 from ecard.kit.infra import Conn, Executor
+
+
+class MerchantRow(msgspec.Struct, frozen=True):
+    merchant_id: str
+    name: str
+    region: str
+    status: str
+    functions: list[str]
+    items: list[str]
+
+
+class LockedMerchant(msgspec.Struct, frozen=True):
+    """What a change to a merchant's entitlements or terminals needs to know, read under its row lock."""
+
+    merchant_id: str
+    status: str
+    functions: list[str]
+
+
+class TerminalRow(msgspec.Struct, frozen=True):
+    terminal_ref: str
+    merchant_id: str
+    terminal_id: str
+    place_name: str
+    place_address: str
+    region: str
+    lat: float
+    lon: float
+    status: str
+
+
+class VenueRow(msgspec.Struct, frozen=True):
+    """An active terminal of an active merchant (terminal fields set), or an active merchant without terminals."""
+
+    merchant_id: str
+    merchant_name: str
+    merchant_region: str
+    terminal_id: str | None
+    place_name: str | None
+    place_address: str | None
+    region: str | None
+    lat: float | None
+    lon: float | None
+    items: list[str] | None
 
 
 async def insert_merchant(conn: Conn, merchant_id: str, name: str, region: str, functions: list[str]) -> None:
@@ -29,7 +73,7 @@ async def set_items(conn: Conn, merchant_id: str, items: list[str]) -> None:
     )
 
 
-async def merchant(pool: Executor, merchant_id: str) -> dict[str, Any] | None:
+async def merchant(pool: Executor, merchant_id: str) -> MerchantRow | None:
     row = await pool.fetchrow(
         "SELECT m.merchant_id, m.name, m.region, m.status, m.functions,"
         " COALESCE(array_agg(mi.item_code ORDER BY mi.item_code) FILTER (WHERE mi.item_code IS NOT NULL), '{}')"
@@ -38,7 +82,7 @@ async def merchant(pool: Executor, merchant_id: str) -> dict[str, Any] | None:
         " GROUP BY m.merchant_id",
         merchant_id,
     )
-    return dict(row) if row else None
+    return msgspec.convert(dict(row), MerchantRow) if row else None
 
 
 async def set_merchant_status(conn: Conn, merchant_id: str, status: str) -> bool:
@@ -55,19 +99,19 @@ async def set_channel_status(conn: Conn, channel_id: str, status: str) -> bool:
     return done.endswith(" 1")
 
 
-async def merchant_share_locked(conn: Conn, merchant_id: str) -> dict[str, Any] | None:
+async def merchant_share_locked(conn: Conn, merchant_id: str) -> MerchantRow | None:
     """The merchant with its items, its row share-locked until the transaction ends (changes to it wait)."""
     if await conn.fetchval("SELECT 1 FROM merchants WHERE merchant_id = $1 FOR SHARE", merchant_id) is None:
         return None
     return await merchant(conn, merchant_id)
 
 
-async def merchant_for_update(conn: Conn, merchant_id: str) -> dict[str, Any] | None:
+async def merchant_for_update(conn: Conn, merchant_id: str) -> LockedMerchant | None:
     """The merchant row, locked until the transaction ends, so concurrent changes to it take turns."""
     row = await conn.fetchrow(
         "SELECT merchant_id, status, functions FROM merchants WHERE merchant_id = $1 FOR UPDATE", merchant_id
     )
-    return dict(row) if row else None
+    return msgspec.convert(dict(row), LockedMerchant) if row else None
 
 
 async def insert_terminal(
@@ -97,14 +141,13 @@ async def insert_terminal(
     return done.endswith(" 1")
 
 
-_TERMINAL = (
-    "SELECT terminal_ref, merchant_id, terminal_id, place_name, place_address, region, lat, lon, status FROM terminals"
-)
-
-
-async def terminal(pool: Executor, terminal_ref: str) -> dict[str, Any] | None:
-    row = await pool.fetchrow(_TERMINAL + " WHERE terminal_ref = $1", terminal_ref)
-    return dict(row) if row else None
+async def terminal(pool: Executor, terminal_ref: str) -> TerminalRow | None:
+    row = await pool.fetchrow(
+        "SELECT terminal_ref, merchant_id, terminal_id, place_name, place_address, region, lat, lon, status"
+        " FROM terminals WHERE terminal_ref = $1",
+        terminal_ref,
+    )
+    return msgspec.convert(dict(row), TerminalRow) if row else None
 
 
 async def set_terminal_status(conn: Conn, merchant_id: str, terminal_id: str, status: str) -> str | None:
@@ -143,5 +186,14 @@ ORDER BY m.name, m.merchant_id, t.terminal_id NULLS FIRST
 """
 
 
-async def venues(pool: Executor, item_code: str | None, region: str | None) -> list[dict[str, Any]]:
-    return [dict(r) for r in await pool.fetch(_VENUES, item_code, region)]
+async def venues(pool: Executor, item_code: str | None, region: str | None) -> list[VenueRow]:
+    return [msgspec.convert(dict(r), VenueRow) for r in await pool.fetch(_VENUES, item_code, region)]
+
+
+async def payment_items(pool: Executor) -> set[str]:
+    """The items that an active merchant taking payments is entitled to."""
+    rows = await pool.fetch(
+        "SELECT DISTINCT mi.item_code FROM merchant_items mi JOIN merchants m USING (merchant_id)"
+        " WHERE m.status = 'active' AND 'payment' = ANY (m.functions)"
+    )
+    return {r["item_code"] for r in rows}

@@ -340,6 +340,44 @@ async def test_the_report_as_csv_matches_the_json(world: World) -> None:
     assert (payout_row["beneficiaries"], payout_row["paid_share"], payout_row["level"]) == ("8", "0.75", "2")
 
 
+FORMULAS = {
+    "wl-030": '=HYPERLINK("https://evil.example/","图书馆")',
+    "wl-031": "+1+1",
+    "wl-032": "-2+3",
+    "wl-007": "@SUM(A1:A9)",
+    "wl-016": "图书馆=公共服务",
+}
+
+
+async def test_csv_cells_are_quoted_and_text_a_spreadsheet_would_run_is_defused(world: World) -> None:
+    for code, name in FORMULAS.items():
+        item = (await world.client.get(f"/v1/catalog/items/{code}")).json()
+        changed = await world.admin("PUT", f"/v1/admin/catalog/items/{code}", {**item, "name": name})
+        assert changed.status_code == 200, changed.text
+    token = await world.operator_token()
+
+    answer = await world.client.get(
+        "/v1/admin/depth", headers={"Authorization": f"Bearer {token}", "Accept": "text/csv"}
+    )
+
+    assert answer.status_code == 200, answer.text
+    text = answer.content.decode("utf-8")
+    lines = text.split("\r\n")
+    assert lines[-1] == ""
+    # every cell, header included, is quoted: a quote opens each line and separates each pair of cells
+    for line in lines[:-1]:
+        cells = next(csv.reader([line]))
+        assert line == ",".join(f'"{c}"' for c in (cell.replace('"', '""') for cell in cells)), line
+    names = {r["item_code"]: r["name"] for r in csv.DictReader(io.StringIO(text))}
+    assert names["wl-030"] == "'" + FORMULAS["wl-030"]
+    assert names["wl-031"] == "'+1+1"
+    assert names["wl-032"] == "'-2+3"
+    assert names["wl-007"] == "'@SUM(A1:A9)"
+    # an `=` inside the text is no formula: the cell is left as it is
+    assert names["wl-016"] == "图书馆=公共服务"
+    assert '"\'=HYPERLINK(""https://evil.example/"",""图书馆"")"' in text
+
+
 async def test_depth_is_for_operators_and_its_records_are_audited(world: World) -> None:
     anonymous = await world.client.get("/v1/admin/depth")
     await scenes(world, "wl-030", "wulong", 3)

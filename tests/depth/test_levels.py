@@ -8,6 +8,7 @@ import pytest
 
 from ecard.catalog import Item
 from ecard.depth.service import measure, on_track, share_level
+from ecard.depth.store import PayoutRow
 
 
 @pytest.mark.parametrize(
@@ -84,9 +85,7 @@ def test_a_district_accepts_no_more_scenes_than_it_has() -> None:
 def test_an_item_is_as_deep_as_its_shallowest_function() -> None:
     item = _item(("identity", "disbursement", "payment"), {"2026_end": 1})
 
-    depth = measure(
-        item, 2026, {"wulong": 10}, {"wulong": 9}, {"beneficiaries": 10, "paid_by_card": 7}, payment_merchant=True
-    )
+    depth = measure(item, 2026, {"wulong": 10}, {"wulong": 9}, PayoutRow("wl-000", 2026, 10, 7), payment_merchant=True)
 
     assert depth.levels == {"identity": 3, "disbursement": 2, "payment": 1}
     assert (depth.level, depth.on_track) == (1, True)

@@ -28,14 +28,37 @@ async def test_a_payment_merchant_cannot_be_entitled_to_an_identity_item(world: 
     assert await world.app.state.pool.fetchval("SELECT count(*) FROM client_keys") == 0
 
 
-async def test_a_merchant_without_functions_verifies_identity_only(world: World) -> None:
-    refused = await world.admin("POST", "/v1/admin/merchants", registration(["wl-008"]))
-    accepted = await world.admin("POST", "/v1/admin/merchants", registration(["wl-030"]))
+@pytest.mark.parametrize(
+    ("items", "functions"),
+    [
+        (["wl-043"], ["payment"]),
+        (["wl-022"], ["disbursement"]),
+        (["wl-030", "wl-043"], ["identity", "payment"]),
+        (["wl-001"], ["disbursement", "identity", "payment"]),
+        ([], ["identity"]),
+    ],
+)
+async def test_a_merchant_registered_without_functions_takes_those_of_its_items(
+    world: World, items: list[str], functions: list[str]
+) -> None:
+    # API.md's request names no functions: it must register a merchant for any items
+    answer = await world.admin("POST", "/v1/admin/merchants", registration(items))
+
+    assert answer.status_code == 201, answer.text
+    assert answer.json()["functions"] == functions
+    assert answer.json()["items"] == sorted(items)
+    read = await world.admin("GET", f"/v1/admin/merchants/{answer.json()['merchant_id']}")
+    assert read.json()["functions"] == functions
+    rows = await world.app.state.pool.fetch("SELECT detail FROM audit_log WHERE action = 'merchant.registered'")
+    assert [r["detail"] for r in rows] == [{"items": sorted(items), "functions": functions}]
+
+
+async def test_explicit_functions_are_still_checked_against_the_items(world: World) -> None:
+    refused = await world.admin("POST", "/v1/admin/merchants", registration(["wl-043"], functions=["identity"]))
 
     assert problem(refused) == (409, "entitlement_mismatch")
-    assert refused.json()["items"] == ["wl-008"]
-    assert accepted.status_code == 201, accepted.text
-    assert accepted.json()["functions"] == ["identity"]
+    assert refused.json()["items"] == ["wl-043"]
+    assert await merchant_count(world) == 0
 
 
 async def test_items_that_share_a_function_with_the_merchant_are_accepted(world: World) -> None:
