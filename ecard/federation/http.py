@@ -111,10 +111,11 @@ class FederationController(Controller):
         request_keys: NamedDependency[IssuerRequestKeys],
     ) -> Response[bytes]:
         params = signing.parse_signature_params(request.headers, has_body=True)
-        signing.require_peer(params, TAGS[Audience.FEDERATION], request.headers, federation.authorities)
+        # API.md's partner request (no tag, no @authority) stays valid; what a partner does sign must be for us
+        signing.require_peer(params, TAGS[Audience.FEDERATION], request.headers, federation.authorities, required=False)
         check_place(data.place)
         if data.answer_by is not None and verify_deps.clock.now() > data.answer_by:
-            raise Refusal("issuer_unavailable", "the asking issuer has stopped waiting; nothing was decided")
+            raise Refusal("answer_window_passed", "the asking issuer has stopped waiting; nothing was decided")
         partner = await federation.partner_by_id(principal.owner_id)
         if partner is None or partner.status != "active":
             raise Refusal("client_disabled", "this partner is not on the trust list")

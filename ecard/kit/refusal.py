@@ -50,6 +50,8 @@ STATUS_OF: dict[str, int] = {
     "consent_required": 400,
     "account_not_found": 404,
     "issuer_unavailable": 503,
+    # a partner's forwarded request that arrived after its own answer_by: the asker has stopped waiting
+    "answer_window_passed": 408,
     "database_unavailable": 503,
     "cache_unavailable": 503,
     # the service is busy, not down: shed with Retry-After rather than queue without bound

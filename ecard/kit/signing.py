@@ -105,13 +105,24 @@ def parse_signature_params(headers: Mapping[str, str], has_body: bool) -> Signat
     return SignatureParams(str(label), components, created, nonce, keyid, str(alg) if alg is not None else None, tag)
 
 
-def require_peer(params: SignatureParams, tag: str, headers: Mapping[str, str], authorities: Collection[str]) -> None:
+def require_peer(
+    params: SignatureParams,
+    tag: str,
+    headers: Mapping[str, str],
+    authorities: Collection[str],
+    *,
+    required: bool = True,
+) -> None:
     """A request between systems: signed for this protocol (`tag`) and for this server (`@authority` covered).
 
+    With `required=False` (a published protocol whose requests carry neither) a request without a tag and
+    without `@authority` passes, but a tag or an authority it does carry must be this protocol's and ours.
     Call it after `verify_signature`: the tag and the authority are then what the signer signed."""
-    if params.tag != tag:
+    if params.tag != tag and (required or params.tag is not None):
         raise Refusal("signature_invalid", f'requests of this protocol are signed with tag="{tag}"')
     if "@authority" not in params.components:
+        if not required:
+            return
         raise Refusal("signature_invalid", "requests of this protocol cover @authority")
     if _authority_header(headers) not in authorities:
         raise Refusal("signature_invalid", "the request was signed for another server (@authority)")

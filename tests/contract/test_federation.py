@@ -131,13 +131,26 @@ async def test_an_item_not_shared_with_the_partner_is_item_not_in_joint_list(cq:
     assert problem_of(await cq.verify(hotel, await sc.code(citizen), CHONGQING_ONLY))[1] == "item_not_in_joint_list"
 
 
-async def _account(installation: Installation, name: str) -> str:
-    """The stand-in's `POST /test/accounts` `{"account_id","name"}` → 201."""
+async def _account(installation: Installation, name: str, id_number: str | None = None) -> str:
+    """The stand-in's `POST /test/accounts` `{"account_id","name"}` → 201 (with the optional `id_number` of the
+    platform's real-name record, which a link is checked against)."""
     account_id = f"ykb-{secrets.token_hex(6)}"
+    body = {"account_id": account_id, "name": name}
+    if id_number is not None:
+        body["id_number"] = id_number
     async with httpx.AsyncClient(base_url=installation.yukuai.base) as platform:
-        made = await platform.post("/test/accounts", json={"account_id": account_id, "name": name})
+        made = await platform.post("/test/accounts", json=body)
     assert made.status_code == 201, made.text
     return account_id
+
+
+async def _link_token(installation: Installation, account_id: str) -> str:
+    """What the 渝快办 app hands its logged-in user to prove the account (docs/yukuai-protocol.md)."""
+    async with httpx.AsyncClient(base_url=installation.yukuai.base) as platform:
+        issued = await platform.post(f"/test/accounts/{account_id}/link-tokens")
+    assert issued.status_code == 201, issued.text
+    token: str = issued.json()["link_token"]
+    return token
 
 
 async def _ykm(installation: Installation, account_id: str) -> str:
@@ -154,14 +167,21 @@ async def test_a_linked_yukuai_code_is_the_card_and_no_link_is_card_not_linked(
 ) -> None:
     """`PUT /v1/cards/{card_id}/links/yukuai` (device-signed) `{"account_id","consent":true}` → 200; `DELETE` the same
     path revokes it. A 渝快码 presented to `/v1/verifications` (prefix `YKM:`) is resolved to the linked card; no link
-    gives 403 `card_not_linked`."""
+    gives 403 `card_not_linked`.
+
+    The one deliberate difference from API.md (issue 11, H2; docs/contract-notes.md "Peers"): the request needs the
+    platform's proof that the account is the holder's, `link_token`; API.md's two fields alone are refused 400
+    `link_token_required`, so that nobody links their card to another person's account."""
     library = await cq.merchant([JOINT])
     phone = await cq.phone("张小三")
-    account_id = await _account(installation, "张小三")
+    account_id = await _account(installation, "张小三", phone.ids["id_number"])
     path = f"/v1/cards/{phone.ids['card_id']}/links/yukuai"
     unlinked = await cq.verify(library, await _ykm(installation, account_id), JOINT)
 
-    linked = await cq.signed(phone, "PUT", path, {"account_id": account_id, "consent": True})
+    bare = await cq.signed(phone, "PUT", path, {"account_id": account_id, "consent": True})
+    assert problem_of(bare) == (400, "link_token_required")
+    proof = await _link_token(installation, account_id)
+    linked = await cq.signed(phone, "PUT", path, {"account_id": account_id, "consent": True, "link_token": proof})
     code = await _ykm(installation, account_id)
     accepted = await cq.verify(library, code, JOINT)
     revoked = await cq.signed(phone, "DELETE", path)

@@ -272,6 +272,16 @@ async def test_a_partners_refusal_is_relayed_in_our_words_and_an_unknown_one_is_
     assert problem(await world.verify(library, partner.code(), JOINT)) == (503, "issuer_unavailable")
 
 
+async def test_a_partners_request_signed_as_api_md_shows_is_heard(world: World, partner: ScriptedPartner) -> None:
+    """API.md's partner request: RFC 9421 "as above" (no tag, no @authority) is still a partner's request."""
+    citizen: Actor = await world.device(name="王小红")
+    merchant = {"id": "m-1", "name": "成都图书馆", "region": "sc"}
+    body = {"code": await world.code(citizen), "item_code": JOINT, "merchant": merchant}
+    answer = await _ask_as_partner(world, partner, body, tag=None)
+    assert answer.status_code == 200, answer.text
+    assert answer.json()["card"]["name_masked"] == "王*红"
+
+
 async def _ask_as_partner(
     world: World, partner: ScriptedPartner, body: dict[str, Any], *, tag: str | None = TAG, url: str | None = None
 ) -> httpx.Response:
@@ -291,7 +301,6 @@ async def test_a_partners_request_is_heard_only_signed_for_this_protocol_and_thi
     body = {"code": code, "item_code": JOINT, "merchant": {"id": "m-1", "name": "成都图书馆", "region": "sc"}}
 
     for refused in (
-        await _ask_as_partner(world, partner, body, tag=None),  # a client's signature, not a partner's
         await _ask_as_partner(world, partner, body, tag="ecard-bank"),  # made for another protocol
         # made for another server, sent here
         await _ask_as_partner(world, partner, body, url="https://ecard.other.example/v1/federation/verifications"),
