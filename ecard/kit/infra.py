@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import hashlib
 import logging
+import traceback
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any, TypeAlias
@@ -28,7 +29,10 @@ _MIGRATION_LOCK = 0x6563617264
 
 
 def unavailable_code(exc: BaseException) -> str | None:
-    """The 503 problem code for an outage of a backing service, or None for a real bug."""
+    """The 503 problem code for an outage of a backing service, or None for a real bug.
+
+    A bare OSError or timeout counts only when it came out of the database or cache client: a local file
+    that cannot be read, or a peer's socket, is not PostgreSQL being away."""
     if isinstance(exc, redis.exceptions.ConnectionError | redis.exceptions.TimeoutError):
         return "cache_unavailable"
     if isinstance(
@@ -41,8 +45,18 @@ def unavailable_code(exc: BaseException) -> str | None:
         | asyncpg.exceptions.TooManyConnectionsError,
     ):
         return "database_unavailable"
-    if isinstance(exc, ConnectionError | OSError | asyncio.TimeoutError | TimeoutError):
-        return "database_unavailable"
+    if isinstance(exc, OSError | asyncio.TimeoutError):
+        return {"asyncpg": "database_unavailable", "redis": "cache_unavailable"}.get(_raised_in(exc) or "")
+    return None
+
+
+def _raised_in(exc: BaseException) -> str | None:
+    """Which client library (asyncpg or redis) the exception came out of, by the innermost of its frames."""
+    modules = [str(frame.f_globals.get("__name__", "")) for frame, _ in traceback.walk_tb(exc.__traceback__)]
+    for module in reversed(modules):
+        package = module.partition(".")[0]
+        if package in {"asyncpg", "redis"}:
+            return package
     return None
 
 
