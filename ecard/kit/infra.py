@@ -23,7 +23,7 @@ log = logging.getLogger("ecard.infra")
 Conn: TypeAlias = "asyncpg.Connection[Any] | PoolConnectionProxy[Any]"
 Executor: TypeAlias = "asyncpg.Connection[Any] | PoolConnectionProxy[Any] | asyncpg.Pool[Any]"
 
-MIGRATIONS_DIR = Path(__file__).resolve().parent.parent.parent / "migrations"
+MIGRATIONS_DIR = Path(__file__).resolve().parent.parent / "migrations"
 # Any fixed number works; it only has to be the same on every host running `ecard migrate`.
 _MIGRATION_LOCK = 0x6563617264
 
