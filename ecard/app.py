@@ -11,7 +11,6 @@ from litestar import Litestar
 from litestar.config.app import AppConfig
 from litestar.exceptions import HTTPException, ValidationException
 from litestar.openapi import OpenAPIConfig
-from litestar.openapi.plugins import ScalarRenderPlugin
 
 from ecard.bank import HttpBank
 from ecard.cards import Cards
@@ -38,6 +37,7 @@ from ecard.kit.problems import (
     refusal_handler,
     validation_handler,
 )
+from ecard.kit.reference import OfflineRedoc
 from ecard.kit.refusal import Refusal
 from ecard.merchants import Merchants
 from ecard.merchants.http import MerchantAdminController, VenueController
@@ -236,7 +236,7 @@ def create_app(settings: Settings, clock: Clock | None = None) -> Litestar:
             version="1",
             description="The electronic social security card: enrolment, dynamic codes, verification. See API.md.",
             path="/schema",
-            render_plugins=[ScalarRenderPlugin()],
+            render_plugins=[OfflineRedoc()],
         ),
         request_max_body_size=64 * 1024,
         on_app_init=[_quiet_defaults],
