@@ -64,6 +64,12 @@ class ServerProcess:
     def command(self) -> list[str]:
         raise NotImplementedError
 
+    def argv(self) -> list[str]:
+        """The whole command line: `ecard <command>` with this interpreter, from the repository."""
+        return [sys.executable, "-m", "ecard.cli", *self.command()]
+
+    cwd: Path = REPO
+
     @property
     def base(self) -> str:
         return f"http://127.0.0.1:{self.port}"
@@ -77,8 +83,8 @@ class ServerProcess:
         self._runs += 1
         with self.log.open("wb") as log:
             self.process = subprocess.Popen(
-                [sys.executable, "-m", "ecard.cli", *self.command()],
-                cwd=REPO,
+                self.argv(),
+                cwd=self.cwd,
                 env=self.env,
                 stdin=subprocess.DEVNULL,
                 stdout=log,
