@@ -147,6 +147,11 @@ class _Valkey(ValkeyServer):
     def client(self, **kwargs: Any) -> valkey.Valkey:
         return super().client(password=self._password, **kwargs)
 
+    def __del__(self) -> None:
+        # ValkeyServer stops itself when garbage-collected, signalling the pid its pidfile names by then;
+        # only the owner's stop() (or its atexit) may stop the server.
+        return
+
 
 class EmbeddedServices:
     """PostgreSQL + Valkey under one data dir; only the instance that launched them stops them."""

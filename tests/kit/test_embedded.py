@@ -215,15 +215,12 @@ def test_recovers_from_crashed_owner(folder: Path) -> None:
         successor.stop()
     assert processes_for(folder) == []
 
-    # Servers killed outright leave stale pid/lock files (maybe naming unreaped zombies).
-    third = EmbeddedServices(folder)
-    third.start()
+    # Servers killed outright, with their owner, leave stale pid/lock files (maybe naming unreaped zombies).
+    _owner_that_dies(folder)
     _sql(urls.database_url, "CREATE TABLE survived (v int); INSERT INTO survived VALUES (7)")
     for pid in server_pids(folder):
         with contextlib.suppress(psutil.NoSuchProcess):
             psutil.Process(pid).kill()
-    third._owner_lock.release(force=True)  # as if its process had died with them
-    third._owner_pid = None
     assert (folder / "postgres" / "postmaster.pid").exists()
     fourth = EmbeddedServices(folder)
     try:
@@ -231,7 +228,6 @@ def test_recovers_from_crashed_owner(folder: Path) -> None:
         assert _sql(urls.database_url, "SELECT v FROM survived") == "7"
     finally:
         fourth.stop()
-        third.stop()
     assert processes_for(folder) == []
 
     # A stale pid file naming a live unrelated process (pid reuse) must not confuse start.
