@@ -78,21 +78,6 @@ def service_urls() -> tuple[str, str]:
     return own, services["redis_url"]
 
 
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Tests sharing a module- or class-scoped fixture (a live server, a stand-in) run on one xdist worker, so
-    that it is started once; every other test goes wherever a worker is free."""
-    for item in items:
-        fixtures = getattr(item, "_fixtureinfo", None)
-        if fixtures is None:
-            continue
-        shared = any(
-            definitions[-1].scope in {"module", "class", "package"}
-            for definitions in fixtures.name2fixturedefs.values()
-        )
-        if shared:
-            item.add_marker(pytest.mark.xdist_group(item.nodeid.partition("::")[0]))
-
-
 @pytest.fixture
 def settings(service_urls: tuple[str, str], tmp_path: Path) -> Settings:
     database_url, redis_url = service_urls
