@@ -10,7 +10,6 @@ from litestar import Litestar
 from litestar.config.app import AppConfig
 from litestar.exceptions import HTTPException, ValidationException
 from litestar.openapi import OpenAPIConfig
-from litestar.openapi.plugins import ScalarRenderPlugin
 from litestar.openapi.spec import Components, Reference, SecurityScheme
 
 from ecard.bank import HttpBank
@@ -40,6 +39,7 @@ from ecard.kit.problems import (
     too_deep_handler,
     validation_handler,
 )
+from ecard.kit.reference import OfflineRedoc
 from ecard.kit.refusal import Refusal
 from ecard.kit.signing import authority
 from ecard.kit.supervisor import Supervisor
@@ -284,7 +284,7 @@ def create_app(settings: Settings, clock: Clock | None = None) -> Litestar:
             version="1",
             description="The electronic social security card: enrolment, dynamic codes, verification. See API.md.",
             path="/schema",
-            render_plugins=[ScalarRenderPlugin()],
+            render_plugins=[OfflineRedoc()],
             components=Components(security_schemes=SECURITY_SCHEMES),
         ),
         request_max_body_size=64 * 1024,

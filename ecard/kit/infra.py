@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import hashlib
 import logging
+import traceback
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any, TypeAlias
@@ -22,13 +23,16 @@ log = logging.getLogger("ecard.infra")
 Conn: TypeAlias = "asyncpg.Connection[Any] | PoolConnectionProxy[Any]"
 Executor: TypeAlias = "asyncpg.Connection[Any] | PoolConnectionProxy[Any] | asyncpg.Pool[Any]"
 
-MIGRATIONS_DIR = Path(__file__).resolve().parent.parent.parent / "migrations"
+MIGRATIONS_DIR = Path(__file__).resolve().parent.parent / "migrations"
 # Any fixed number works; it only has to be the same on every host running `ecard migrate`.
 _MIGRATION_LOCK = 0x6563617264
 
 
 def unavailable_code(exc: BaseException) -> str | None:
-    """The 503 problem code for an outage of a backing service, or None for a real bug."""
+    """The 503 problem code for an outage of a backing service, or None for a real bug.
+
+    A bare OSError or timeout counts only when it came out of the database or cache client: a local file
+    that cannot be read, or a peer's socket, is not PostgreSQL being away."""
     if isinstance(exc, redis.exceptions.ConnectionError | redis.exceptions.TimeoutError):
         return "cache_unavailable"
     if isinstance(
@@ -41,8 +45,18 @@ def unavailable_code(exc: BaseException) -> str | None:
         | asyncpg.exceptions.TooManyConnectionsError,
     ):
         return "database_unavailable"
-    if isinstance(exc, ConnectionError | OSError | asyncio.TimeoutError | TimeoutError):
-        return "database_unavailable"
+    if isinstance(exc, OSError | asyncio.TimeoutError):
+        return {"asyncpg": "database_unavailable", "redis": "cache_unavailable"}.get(_raised_in(exc) or "")
+    return None
+
+
+def _raised_in(exc: BaseException) -> str | None:
+    """Which client library (asyncpg or redis) the exception came out of, by the innermost of its frames."""
+    modules = [str(frame.f_globals.get("__name__", "")) for frame, _ in traceback.walk_tb(exc.__traceback__)]
+    for module in reversed(modules):
+        package = module.partition(".")[0]
+        if package in {"asyncpg", "redis"}:
+            return package
     return None
 
 
@@ -122,16 +136,31 @@ async def migrate(url: str, directory: Path = MIGRATIONS_DIR) -> list[str]:
     return applied_now
 
 
-async def recreate_database(url: str, suffix: str) -> str:
+def database_name(url: str) -> str:
+    """The database a PostgreSQL URL names (`postgres` when it names none)."""
+    return urlsplit(url).path.lstrip("/") or "postgres"
+
+
+async def recreate_database(url: str, suffix: str, template: str | None = None) -> str:
     """A database of its own beside the one `url` names (`<db><suffix>`), dropped and made anew; its URL.
 
-    For test and load runs, which must never touch the configured database's data."""
+    For test and load runs, which must never touch the configured database's data. With `template`, a copy of
+    that (migrated) database, which is much faster than migrating again."""
     parts = urlsplit(url)
-    name = (parts.path.lstrip("/") or "postgres") + suffix
+    name = database_name(url) + suffix
+    copy = f' TEMPLATE "{template}"' if template else ""
     admin: asyncpg.Connection[Any] = await asyncpg.connect(url)
     try:
         await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        await admin.execute(f'CREATE DATABASE "{name}"')
+        for attempt in range(50):
+            try:
+                await admin.execute(f'CREATE DATABASE "{name}"{copy}')
+                break
+            except asyncpg.exceptions.ObjectInUseError:
+                # another copy of the same template being made this moment; they take turns
+                if attempt == 49:
+                    raise
+                await asyncio.sleep(0.1)
     finally:
         await admin.close()
     return urlunsplit(parts._replace(path="/" + name))

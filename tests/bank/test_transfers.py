@@ -34,8 +34,9 @@ def transfer_id() -> str:
     return f"pay_{os.urandom(8).hex()}"
 
 
-def today() -> dt.date:
-    return dt.datetime.now(dt.UTC).date()
+def day_of(transfer: BankTransfer) -> dt.date:
+    """The UTC day the bank booked a transfer on, by its own clock (not the test's: a run may cross midnight)."""
+    return dt.date.fromisoformat(transfer.at[:10])
 
 
 async def post_transfer(bank: StandinBank, body: dict[str, Any]) -> httpx.Response:
@@ -188,11 +189,13 @@ async def test_the_days_transfers_are_the_issuers_transfers_of_that_day(bank: St
         first = await adapter.debit("pay_day_1", holder, 100, "m")
         second = await adapter.credit("ref_day_1", holder, 40, "refund")
         third = await adapter.debit("pay_day_2", holder, 200, "m")
-        listed = await adapter.transfers_on(today())
+        days = sorted({day_of(t) for t in (first, second, third)})
+        listed = [t for day in days for t in await adapter.transfers_on(day)]
         assert [t for t in listed if t.card_id == holder] == [first, second, third]
         # test credits are money from outside, not the issuer's transfers
         assert not [t for t in listed if t.transfer_id.startswith("tcr_")]
-        assert await adapter.transfers_on(today() - dt.timedelta(days=1)) == []
+        before = await adapter.transfers_on(days[0] - dt.timedelta(days=1))
+        assert [t for t in before if t.card_id == holder] == []
     finally:
         await adapter.aclose()
     async with httpx.AsyncClient(base_url=bank.base) as client:
@@ -220,7 +223,8 @@ async def test_a_reversed_debit_gives_the_money_back_once(bank: StandinBank) -> 
         replay = await adapter.debit("pay_undo", holder, 600, "m")
         assert replay.status == "reversed"
         assert await bank.balance(holder) == 1_000
-        assert [t.status for t in await adapter.transfers_on(today()) if t.card_id == holder] == ["reversed"]
+        listed = await adapter.transfers_on(day_of(reversed_))
+        assert [t.status for t in listed if t.card_id == holder] == ["reversed"]
     finally:
         await adapter.aclose()
     assert (await bank.ledger())["balanced"] is True
@@ -237,7 +241,7 @@ async def test_reversing_an_unknown_id_voids_it_so_a_late_debit_cannot_land(bank
             await adapter.debit("pay_in_flight", holder, 100, "m")
         assert await bank.balance(holder) == 1_000
         assert (await adapter.transfer("pay_in_flight")) == voided
-        assert "pay_in_flight" not in {t.transfer_id for t in await adapter.transfers_on(today())}
+        assert "pay_in_flight" not in {t.transfer_id for t in await adapter.transfers_on(day_of(voided))}
     finally:
         await adapter.aclose()
 

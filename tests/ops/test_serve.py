@@ -6,11 +6,13 @@ import contextlib
 import json
 import os
 import re
+import shutil
 import signal
 import socket
 import stat
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -121,12 +123,15 @@ class Servers:
 
 
 @pytest.fixture
-def servers(tmp_path: Path) -> Iterator[Servers]:
-    started = Servers(tmp_path / "data")
+def servers() -> Iterator[Servers]:
+    # outside pytest's base temp, which other pytest sessions close to root alone (see tests/kit/test_embedded.py)
+    folder = Path(tempfile.mkdtemp(prefix="ecard-serve-"))
+    started = Servers(folder / "data")
     try:
         yield started
     finally:
         started.cleanup()
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 def _issuer_kids(serving: Serving) -> list[str]:
