@@ -23,6 +23,9 @@ CLAIM_CARD_REF = -70001
 def no_periodic_refresh(monkeypatch: pytest.MonkeyPatch) -> None:
     """Workers reload keys and epochs every few seconds; what is shown here must not owe anything to that."""
     monkeypatch.setattr(key_ring_module, "REFRESH_S", 3600.0)
+    # a code naming an epoch this worker has not seen makes it look again, at most once a MISS_REFRESH_S; the
+    # app of each test has only just loaded its epochs, so the look must not wait out that throttle here
+    monkeypatch.setattr(key_ring_module, "MISS_REFRESH_S", 0.0)
 
 
 def _card_ref(code: str) -> bytes:

@@ -56,6 +56,7 @@ COMMANDS = {
     "ledger",
     "payments",
     "portals",
+    "audit",
 }
 
 
