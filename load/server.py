@@ -36,8 +36,9 @@ def free_port() -> int:
 
 
 def load_database(url: str, suffix: str = "_ecard_load") -> str:
-    """A fresh database `<db><suffix>` beside the configured one (dropped and made anew each run)."""
-    return asyncio.run(recreate_database(url, suffix))
+    """A fresh database `<db><suffix><ECARD_LOAD_DB_SUFFIX>` beside the configured one (dropped and made anew each
+    run); ECARD_LOAD_DB_SUFFIX keeps load runs sharing one server from wiping each other's database."""
+    return asyncio.run(recreate_database(url, suffix + os.environ.get("ECARD_LOAD_DB_SUFFIX", "")))
 
 
 def service_env(data_dir: Path) -> dict[str, str]:
