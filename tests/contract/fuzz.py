@@ -31,11 +31,11 @@ from typing import Any, Self
 
 import httpx
 
-from ecard.kit.infra import migrate, recreate_database
+from ecard.kit.infra import database_name, migrate, recreate_database
 from ecard.kit.jwk import private_jwk
 from tests.contract.installation import Installation, installed
 from tests.live import REPO, LiveWorld
-from tests.support import Actor, ed25519_actor
+from tests.support import SERVICES_ENV, Actor, ed25519_actor
 
 PIN = "135790"
 
@@ -259,20 +259,35 @@ def fuzz(service_urls: tuple[str, str], folder: Path, profile: Profile, name: st
 
 @contextlib.contextmanager
 def _services(folder: Path) -> Iterator[tuple[str, str]]:
+    """The services of a run outside pytest, with its migrated database as the template live servers copy
+    (what tests/conftest.py's controller prepares for a test run)."""
     database_url, redis_url = os.environ.get("ECARD_DATABASE_URL"), os.environ.get("ECARD_REDIS_URL")
     if database_url and redis_url:
         own = asyncio.run(recreate_database(database_url, "_ecard_fuzz"))
         asyncio.run(migrate(own))
-        yield own, redis_url
+        with _template(own, redis_url):
+            yield own, redis_url
         return
     from ecard.kit.embedded import EmbeddedServices  # noqa: PLC0415
 
     embedded = EmbeddedServices(folder / "services")
     urls = embedded.start()
     try:
-        yield urls.database_url, urls.redis_url
+        asyncio.run(migrate(urls.database_url))
+        with _template(urls.database_url, urls.redis_url):
+            yield urls.database_url, urls.redis_url
     finally:
         embedded.stop()
+
+
+@contextlib.contextmanager
+def _template(database_url: str, redis_url: str) -> Iterator[None]:
+    template = database_name(database_url)
+    os.environ[SERVICES_ENV] = json.dumps({"database_url": database_url, "redis_url": redis_url, "template": template})
+    try:
+        yield
+    finally:
+        os.environ.pop(SERVICES_ENV, None)
 
 
 def _statuses(counts: Counter[int]) -> str:
