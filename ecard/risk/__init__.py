@@ -1,4 +1,4 @@
-"""Risk events: replays now; velocity, impossible travel and PIN guessing to come."""
+"""Risk events: what other rooms observed, raised for the monitoring desk."""
 
 from ecard.risk.service import RiskEvents
 
