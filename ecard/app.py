@@ -20,6 +20,8 @@ from ecard.catalog.http import CatalogAdminController, CatalogController
 from ecard.clients import Authenticator, ClientDirectory
 from ecard.codes import CodeIssuer, KeyRing
 from ecard.codes.http import CodeController
+from ecard.complaints import ComplaintPolicy, Complaints
+from ecard.complaints.http import CardComplaintController, ComplaintAdminController, ComplaintController
 from ecard.config import Settings
 from ecard.depth import Depth
 from ecard.depth.http import DepthController
@@ -47,7 +49,7 @@ from ecard.merchants import Merchants
 from ecard.merchants.http import MerchantAdminController, VenueController
 from ecard.operators import Operators
 from ecard.operators.http import SessionController
-from ecard.ops import Readiness, configure
+from ecard.ops import Readiness, ServiceInfo, configure
 from ecard.ops.http import EchoController, OpsController, access_middleware
 from ecard.payments import CallbackPolicy, Callbacks, Destinations, Payments, Recovery
 from ecard.payments.http import BillController, StatementController
@@ -78,6 +80,9 @@ COLLABORATORS = (
     "catalog",
     "merchants",
     "depth",
+    # complaints and the service's published contacts (issue 14, p14b)
+    "complaints",
+    "service_info",
 )
 
 
@@ -182,6 +187,26 @@ def create_app(settings: Settings, clock: Clock | None = None) -> Litestar:
             forwarder=federation,
             linked=yukuai if platform is not None else None,
         )
+        # complaints and the service's published contacts (issue 14, p14b)
+        state.complaints = Complaints(
+            pool,
+            redis,
+            keys,
+            clock,
+            settings.redis_prefix,
+            ComplaintPolicy(
+                due_days=settings.complaint_due_days,
+                per_source=settings.complaint_per_source,
+                per_card=settings.complaint_per_card,
+                window_s=settings.complaint_window_s,
+            ),
+        )
+        state.service_info = ServiceInfo(
+            issuer=settings.issuer_id,
+            complaint_phone=settings.complaint_phone,
+            complaint_url=settings.complaint_url or f"{settings.public_url}/v1/complaints",
+            complaint_due_days=settings.complaint_due_days,
+        )
         # every background loop runs supervised: restarted after an unexpected exception, and metered
         background = Supervisor()
         state.background = background
@@ -262,6 +287,10 @@ def create_app(settings: Settings, clock: Clock | None = None) -> Litestar:
         PortalAdminController,
         BillController,
         StatementController,
+        # complaints (issue 14, p14b)
+        ComplaintController,
+        CardComplaintController,
+        ComplaintAdminController,
     ]
     if settings.load_echo:
         handlers.append(EchoController)

@@ -81,6 +81,15 @@ class Settings:
     callback_allow_loopback: bool = False
     # how long a channel's PIN reset grant (POST /v1/devices/{id}/pin-reset) stays usable
     pin_reset_ttl_s: int = 300
+    # complaints (issue 14, p14b): days an operator has to answer one; filings allowed per window from one source
+    # address (unsigned) and from one card (device-signed); the complaint phone and URL GET /v1/service-info
+    # publishes (the URL defaults to the online channel itself, public_url + /v1/complaints)
+    complaint_due_days: int = 15
+    complaint_per_source: int = 5
+    complaint_per_card: int = 20
+    complaint_window_s: int = 3600
+    complaint_phone: str = "12333"
+    complaint_url: str = ""
 
     @classmethod
     def from_env(cls, environ: dict[str, str] | None = None) -> Settings:
@@ -122,4 +131,10 @@ class Settings:
             callback_per_merchant=_int(env, "ECARD_CALLBACK_PER_MERCHANT", 2),
             callback_allow_loopback=(env.get("ECARD_CALLBACK_ALLOW_LOOPBACK") or "") == "1",
             pin_reset_ttl_s=_int(env, "ECARD_PIN_RESET_TTL_S", 300),
+            complaint_due_days=_int(env, "ECARD_COMPLAINT_DUE_DAYS", 15),
+            complaint_per_source=_int(env, "ECARD_COMPLAINT_PER_SOURCE", 5),
+            complaint_per_card=_int(env, "ECARD_COMPLAINT_PER_CARD", 20),
+            complaint_window_s=_int(env, "ECARD_COMPLAINT_WINDOW_S", 3600),
+            complaint_phone=env.get("ECARD_COMPLAINT_PHONE") or "12333",
+            complaint_url=env.get("ECARD_COMPLAINT_URL") or "",
         )

@@ -92,3 +92,24 @@ async def _operator(
 
 
 operator_session = Provide(_operator)
+
+
+def signed_or_anonymous(*kinds: ClientKind) -> Provide:
+    """Dependency for a route anyone may call: None for a request that carries no signature, else who signed it.
+
+    A request that does carry one (`Signature` or `Signature-Input`) must pass the check of `signed_by`: a bad
+    signature is refused, never taken for an anonymous request."""
+    allowed = frozenset(kinds)
+
+    async def principal(
+        request: Request[Any, Any, Any], authenticator: NamedDependency[SkipValidation[SignedRequests]]
+    ) -> Principal | None:
+        if "signature" not in request.headers and "signature-input" not in request.headers:
+            return None
+        body = await request.body()
+        raw_path = request.scope.get("raw_path")
+        path = raw_path.decode("latin-1") if isinstance(raw_path, bytes) else request.url.path
+        query = request.scope.get("query_string", b"").decode("latin-1")
+        return await authenticator.authenticate(request.method, path, query, request.headers, body, allowed)
+
+    return Provide(principal)
