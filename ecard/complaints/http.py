@@ -17,7 +17,7 @@ from ecard.complaints.models import (
     NewComplaint,
     NewReply,
     ReplyAnswer,
-    Status,
+    StatusFilter,
 )
 from ecard.complaints.service import Complaints
 from ecard.kit.edge import SIGNED_PROBLEMS, operator_session, signed_by, signed_or_anonymous
@@ -100,10 +100,10 @@ class ComplaintAdminController(Controller):
         self,
         complaints: NamedDependency[Complaints],
         operator: NamedDependency[str],  # noqa: ARG002 - its presence is the operator guard
-        status: FromQuery[Status | None] = None,
+        status: FromQuery[StatusFilter | None] = None,
         overdue: FromQuery[bool] = False,
     ) -> ComplaintList:
-        return ComplaintList(items=await complaints.listed(status, overdue=overdue))
+        return ComplaintList(items=await complaints.listed(status or None, overdue=overdue))
 
     @get(
         "/{complaint_id:str}",

@@ -9,7 +9,8 @@ import msgspec
 
 Category = Literal["card_refused", "data_misuse", "wrong_charge", "service", "other"]
 ReplyStatus = Literal["accepted", "resolved", "rejected"]
-Status = Literal["received", "accepted", "resolved", "rejected"]
+# the operators' list filter: API.md writes `?status=&overdue=true`, where an empty status is no filter
+StatusFilter = Literal["", "received", "accepted", "resolved", "rejected"]
 # a complaint that is resolved or rejected takes no further replies, and is never overdue
 CLOSED: frozenset[str] = frozenset({"resolved", "rejected"})
 

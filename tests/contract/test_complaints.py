@@ -76,3 +76,17 @@ async def test_service_info_publishes_the_complaint_phone_and_url(api: Integrato
     assert answer.status_code == 200, answer.text
     assert answer.json()["complaint_phone"]
     assert answer.json()["complaint_url"].startswith("http")
+
+
+async def test_the_operators_list_takes_the_query_as_api_md_writes_it(api: Integrator) -> None:
+    """`GET /v1/admin/complaints?status=&overdue=true`: an empty `status` is no filter."""
+    phone = await api.phone()
+    filed = await api.signed(phone, "POST", "/v1/complaints", {"category": "other", "text": "卡面信息有误"})
+    assert filed.status_code == 201, filed.text
+    api.parties.clock.advance(16 * 86400)
+
+    answer = await api.admin("GET", "/v1/admin/complaints?status=&overdue=true")
+
+    assert answer.status_code == 200, answer.text
+    assert [c["complaint_id"] for c in answer.json()["items"]] == [filed.json()["complaint_id"]]
+    assert (await api.admin("GET", "/v1/admin/complaints?status=")).status_code == 200
