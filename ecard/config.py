@@ -81,6 +81,10 @@ class Settings:
     callback_allow_loopback: bool = False
     # how long a channel's PIN reset grant (POST /v1/devices/{id}/pin-reset) stays usable
     pin_reset_ttl_s: int = 300
+    # issue 13, partitions and read replica (docs/partitions.md): months of partitions kept made ahead, and a
+    # streaming replica for reads that tolerate lag (card history, venues, depth); unset: the primary
+    partitions_ahead_months: int = 3
+    database_replica_url: str | None = None
 
     @classmethod
     def from_env(cls, environ: dict[str, str] | None = None) -> Settings:
@@ -122,4 +126,6 @@ class Settings:
             callback_per_merchant=_int(env, "ECARD_CALLBACK_PER_MERCHANT", 2),
             callback_allow_loopback=(env.get("ECARD_CALLBACK_ALLOW_LOOPBACK") or "") == "1",
             pin_reset_ttl_s=_int(env, "ECARD_PIN_RESET_TTL_S", 300),
+            partitions_ahead_months=_int(env, "ECARD_PARTITIONS_AHEAD_MONTHS", 3),
+            database_replica_url=env.get("ECARD_DATABASE_REPLICA_URL") or None,
         )
