@@ -204,12 +204,60 @@ async def populate(url: str, total: int, size: int, procs: int) -> dict[str, obj
     }
 
 
+# Verifications as the hot path writes them, made in the database: `n` rows over this month so far, at terminals
+# with a place (as most are), each disclosing a pseudonym. Their size is what matters here, not who they name.
+_VERIFICATIONS = """
+INSERT INTO verifications (verification_id, card_id, merchant_id, item_code, terminal_id, place, disclosed, cti,
+                           verified_at)
+SELECT 'vrf_' || substr(md5(g::text), 1, 26), 'crd_' || substr(md5((g % 1000003)::text), 1, 26),
+       'mch_' || substr(md5((g % 2000)::text), 1, 26), 'wl-030', 'T' || (g % 5000),
+       jsonb_build_object('name', '武隆区图书馆一楼服务台', 'address', '重庆市武隆区芙蓉路 1 号',
+                          'region', 'wulong', 'lat', 29.32, 'lon', 107.76),
+       ARRAY['pseudonym'], decode(md5('cti' || g), 'hex'),
+       date_trunc('month', now()) + (g % GREATEST(1, extract(epoch FROM now() - date_trunc('month', now()))::int))
+           * interval '1 second'
+FROM generate_series($1::bigint, $2::bigint) AS g
+"""
+
+
+# a partitioned table has no storage of its own: its size is its partitions'
+_PARTITIONS_SIZE = (
+    "SELECT sum(pg_total_relation_size(inhrelid))::bigint FROM pg_inherits WHERE inhparent = 'verifications'::regclass"
+)
+
+
+async def verifications(url: str, total: int, size: int) -> dict[str, object]:
+    """`total` verifications, `size` per statement; their seconds and the table's size per million."""
+    conn = await asyncpg.connect(url)
+    try:
+        before = await conn.fetchval(_PARTITIONS_SIZE)
+        began = time.perf_counter()
+        for first in range(0, total, size):
+            async with conn.transaction():
+                await conn.execute(_VERIFICATIONS, first, min(first + size, total) - 1)
+        elapsed = time.perf_counter() - began
+        await conn.execute("ANALYZE verifications")
+        grown = await conn.fetchval(_PARTITIONS_SIZE) - before
+    finally:
+        await conn.close()
+    return {
+        "verifications": total,
+        "seconds": round(elapsed, 1),
+        "rows_per_s": round(total / elapsed),
+        "grown_bytes": grown,
+        "mib_per_million_verifications": round(grown / total * 1_000_000 / 2**20, 1),
+    }
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument(
         "--cards", type=int, default=100_000, help="how many cardholders, cards and devices (at most 20 M)"
     )
     parser.add_argument("--batch", type=int, default=20_000, help="rows per COPY and transaction")
+    parser.add_argument(
+        "--verifications", type=int, default=0, help="verifications to write after the cards, for their size"
+    )
     parser.add_argument("--procs", type=int, default=2, help="processes sealing and indexing while one writes")
     args = parser.parse_args()
     if not 0 < args.cards <= 1000 * REGION_DAYS:
@@ -219,6 +267,8 @@ def main() -> int:
         parser.error("ECARD_DATABASE_URL must name a PostgreSQL server")
     url = asyncio.run(recreate_database(base, "_ecard_population" + os.environ.get("ECARD_LOAD_DB_SUFFIX", "")))
     report = asyncio.run(populate(url, args.cards, args.batch, args.procs))
+    if args.verifications:
+        report["verifications"] = asyncio.run(verifications(url, args.verifications, args.batch * 5))
     print(json.dumps(report, indent=2))
     return 0
 
