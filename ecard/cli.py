@@ -566,7 +566,9 @@ def cmd_partitions(args: argparse.Namespace, settings: Settings) -> int:
                 return {"made": await keeper.ensure()}
             if args.action == "retain":
                 archive = Path(args.archive_dir) if args.archive_dir else live.data_dir / "archive"
-                return {"archived": await keeper.retain(args.table, args.older_than, archive)}
+                # audited as the account that ran the command on this host
+                actor = f"cli:{getpass.getuser()}"
+                return {"archived": await keeper.retain(actor, args.table, args.older_than, archive)}
             return {"partitions": await keeper.partitions()}
         finally:
             await pool.close()

@@ -18,6 +18,7 @@ from pathlib import Path
 import asyncpg
 import msgspec
 
+from ecard.kit import audit
 from ecard.kit.clock import Clock
 from ecard.partitions import store
 from ecard.partitions.models import Archived, Partition
@@ -113,13 +114,14 @@ class Partitions:
         async with self._pool.acquire() as conn:
             return [p for table in PARTITIONED for p in await store.partitions(conn, table)]
 
-    async def retain(self, table: str, keep_months: int, archive_dir: Path) -> list[Archived]:
+    async def retain(self, actor: str, table: str, keep_months: int, archive_dir: Path) -> list[Archived]:
         """Archive and drop every month of `table` that ended `keep_months` or more months before this one began.
 
         Each month is detached first (from then on no row can reach it), written to
-        `<archive_dir>/<partition>.csv.gz`, read back and counted against the table, and dropped only when
-        the counts agree; `<partition>.json` beside it says what it holds. Old rows in the default partition
-        are moved into their months first. A run cut short leaves a detached month, which the next run archives."""
+        `<archive_dir>/<partition>.csv.gz`, read back and counted against the table, and dropped (audited as
+        `actor`) only when the counts agree; `<partition>.json` beside it says what it holds. Old rows in the
+        default partition are moved into their months first. A run cut short leaves a detached month, which the
+        next run archives."""
         if table not in RETAINABLE:
             raise ValueError(f"{table} is not archived by retention (docs/partitions.md)")
         if keep_months < 1:
@@ -137,10 +139,10 @@ class Partitions:
                 async with self._pool.acquire() as conn, conn.transaction():
                     await store.lock(conn)
                     await store.detach(conn, table, partition.name)
-            archived.append(await self._archive(partition, archive_dir))
+            archived.append(await self._archive(actor, partition, archive_dir))
         return archived
 
-    async def _archive(self, partition: Partition, archive_dir: Path) -> Archived:
+    async def _archive(self, actor: str, partition: Partition, archive_dir: Path) -> Archived:
         assert partition.month is not None
         final = archive_dir / f"{partition.name}.csv.gz"
         part = final.with_name(final.name + ".part")
@@ -160,6 +162,10 @@ class Partitions:
                 raise RuntimeError(f"{partition.name}: the archive holds {written} rows, the table {rows}; kept")
             done = Archived(partition.table, partition.name, partition.month, rows, "", "")
             done = await asyncio.to_thread(_seal_archive, part, final, done)
-            await store.drop(conn, partition.name)
+            async with conn.transaction():
+                # what was dropped and where it went: counts and a digest, never a row
+                detail = {"month": done.month.isoformat(), "rows": rows, "sha256": done.sha256, "file": final.name}
+                await audit.record(conn, actor, "partition.archived", partition.name, detail)
+                await store.drop(conn, partition.name)
         log.info("partition archived and dropped", extra={"partition": partition.name, "rows": rows})
         return done

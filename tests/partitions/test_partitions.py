@@ -134,7 +134,7 @@ async def test_retention_archives_old_months_to_files_that_give_every_row_back(w
     old_rows = await _rows(world, "verification_id = ANY($1)", old)
     archive = tmp_path / "archive"
 
-    archived = await world.app.state.partitions.retain("verifications", 13, archive)
+    archived = await world.app.state.partitions.retain("cli:ops", "verifications", 13, archive)
 
     assert [(a.name, a.month, a.rows) for a in archived] == [(_name("verifications", old_month), old_month, 2)]
     assert await _rows(world, "verification_id = ANY($1)", old) == []
@@ -157,6 +157,12 @@ async def test_retention_archives_old_months_to_files_that_give_every_row_back(w
         await conn.copy_to_table("restored", source=io.BytesIO(csv), format="csv", header=True)
         restored = [dict(r) for r in await conn.fetch("SELECT * FROM restored ORDER BY verification_id")]
     assert restored == old_rows
+    entry = await world.app.state.pool.fetchrow(
+        "SELECT actor, subject, detail FROM audit_log WHERE action = 'partition.archived'"
+    )
+    assert (entry["actor"], entry["subject"]) == ("cli:ops", _name("verifications", old_month))
+    assert entry["detail"]["rows"] == 2
+    assert entry["detail"]["sha256"] == archived[0].sha256
     assert await world.audit_intact()
 
 
@@ -175,7 +181,7 @@ async def test_a_retention_cut_short_after_the_detach_is_finished_by_the_next_ru
     left = [p for p in await world.app.state.partitions.partitions() if p.name == name]
     assert [p.attached for p in left] == [False]
 
-    archived = await world.app.state.partitions.retain("verifications", 13, tmp_path)
+    archived = await world.app.state.partitions.retain("cli:ops", "verifications", 13, tmp_path)
 
     assert [(a.name, a.rows) for a in archived] == [(name, 1)]
     assert await pool.fetchval("SELECT to_regclass($1)", name) is None
@@ -184,9 +190,9 @@ async def test_a_retention_cut_short_after_the_detach_is_finished_by_the_next_ru
 async def test_retention_keeps_the_audit_log_and_at_least_this_month(world: World, tmp_path: Path) -> None:
     keeper = world.app.state.partitions
     with pytest.raises(ValueError, match="not archived"):
-        await keeper.retain("audit_log", 13, tmp_path)
+        await keeper.retain("cli:ops", "audit_log", 13, tmp_path)
     with pytest.raises(ValueError, match="1 or more"):
-        await keeper.retain("verifications", 0, tmp_path)
+        await keeper.retain("cli:ops", "verifications", 0, tmp_path)
 
     refused = await ecard_cli(world, "partitions", "retain", "--older-than", "0", "--archive-dir", str(tmp_path))
     assert refused.returncode == 2
