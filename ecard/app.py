@@ -51,6 +51,7 @@ from ecard.operators import Operators
 from ecard.operators.http import SessionController
 from ecard.ops import Readiness, ServiceInfo, configure
 from ecard.ops.http import EchoController, OpsController, access_middleware
+from ecard.partitions import Partitions
 from ecard.payments import CallbackPolicy, Callbacks, Destinations, Payments, Recovery
 from ecard.payments.http import BillController, StatementController
 from ecard.portal import Held, Portals, Provider, SigningKeys
@@ -97,10 +98,16 @@ def create_app(settings: Settings, clock: Clock | None = None) -> Litestar:
             raise RuntimeError("ECARD_DATABASE_URL and ECARD_REDIS_URL must be set (`ecard serve` sets them)")
         pool = await create_pool(settings.database_url, settings.db_pool_min, settings.db_pool_max)
         redis = create_redis(settings.redis_url)
+        # issue 13, read replica (p13c): reads that tolerate lag go to a streaming replica when one is configured
+        replica = (
+            await create_pool(settings.database_replica_url, settings.db_pool_min, settings.db_pool_max)
+            if settings.database_replica_url
+            else None
+        )
         keys = Keys.from_master(load_master_key(settings))
         directory = ClientDirectory(pool, keys)
         catalog = Catalog(pool, clock)
-        merchants = Merchants(pool, directory, catalog)
+        merchants = Merchants(pool, directory, catalog, replica)
         cards = Cards(pool, keys, directory, clock, pin_reset_ttl_s=settings.pin_reset_ttl_s)
         ring = KeyRing.from_settings(pool, redis, keys, clock, settings)
         await ring.ensure_active()
@@ -147,7 +154,7 @@ def create_app(settings: Settings, clock: Clock | None = None) -> Litestar:
         state.directory = directory
         state.catalog = catalog
         state.merchants = merchants
-        state.depth = Depth(pool, catalog, merchants)
+        state.depth = Depth(pool, catalog, merchants, replica)
         state.cards = cards
         state.key_ring = ring
         state.request_keys = request_keys
@@ -186,6 +193,7 @@ def create_app(settings: Settings, clock: Clock | None = None) -> Litestar:
             prefix=settings.redis_prefix,
             forwarder=federation,
             linked=yukuai if platform is not None else None,
+            replica=replica,
         )
         # complaints and the service's published contacts (issue 14, p14b)
         state.complaints = Complaints(
@@ -214,6 +222,9 @@ def create_app(settings: Settings, clock: Clock | None = None) -> Litestar:
         background.start("audit_sealer", state.audit_sealer.run)
         background.start("issuer_keys", ring.keep_fresh)
         background.start("partner_keys", federation.keep_fresh)
+        # issue 13, partitions (p13c): months of the append-only tables made ahead of time
+        state.partitions = Partitions(pool, clock, settings.partitions_ahead_months)
+        background.start("partitions", state.partitions.run)
         bank = (
             HttpBank(settings.bank_url, request_keys.signer(Audience.BANK), settings.bank_timeout_s)
             if settings.bank_url
@@ -260,6 +271,8 @@ def create_app(settings: Settings, clock: Clock | None = None) -> Litestar:
             if bank is not None:
                 await bank.aclose()
             await redis.aclose()
+            if replica is not None:
+                await replica.close()
             await pool.close()
 
     handlers: list[Any] = [

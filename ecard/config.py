@@ -90,6 +90,10 @@ class Settings:
     complaint_window_s: int = 3600
     complaint_phone: str = "12333"
     complaint_url: str = ""
+    # issue 13, partitions and read replica (docs/partitions.md): months of partitions kept made ahead, and a
+    # streaming replica for reads that tolerate lag (card history, venues, depth); unset: the primary
+    partitions_ahead_months: int = 3
+    database_replica_url: str | None = None
 
     @classmethod
     def from_env(cls, environ: dict[str, str] | None = None) -> Settings:
@@ -137,4 +141,6 @@ class Settings:
             complaint_window_s=_int(env, "ECARD_COMPLAINT_WINDOW_S", 3600),
             complaint_phone=env.get("ECARD_COMPLAINT_PHONE") or "12333",
             complaint_url=env.get("ECARD_COMPLAINT_URL") or "",
+            partitions_ahead_months=_int(env, "ECARD_PARTITIONS_AHEAD_MONTHS", 3),
+            database_replica_url=env.get("ECARD_DATABASE_REPLICA_URL") or None,
         )

@@ -54,6 +54,8 @@ class VerifyDeps:
     prefix: str
     forwarder: Forwarder | None = None
     linked: LinkedCodes | None = None
+    # where reads that tolerate lag go (the holder's history): a streaming replica, or None for `pool`
+    replica: asyncpg.Pool | None = None
 
 
 async def _open_reference(deps: VerifyDeps, sealed: bytes) -> tuple[str, str]:
@@ -277,7 +279,7 @@ async def history(device: Principal, card_id: str, deps: VerifyDeps) -> list[His
     """Every verification of the holder's own card, newest first: who, where, when, which item, what was disclosed."""
     if device.parent_id != card_id:
         raise Refusal("forbidden", "a device may act on its own card only")
-    rows = await store.verifications_of_card(deps.pool, card_id, HISTORY_SHOWN)
+    rows = await store.verifications_of_card(deps.replica or deps.pool, card_id, HISTORY_SHOWN)
     item_names = {item.item_code: item.name for item in await deps.catalog.items()}
     # a partner's merchant under the name the partner sent, ours under its name today
     merchant_names: dict[str, str] = {}
