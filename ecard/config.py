@@ -81,6 +81,12 @@ class Settings:
     callback_allow_loopback: bool = False
     # how long a channel's PIN reset grant (POST /v1/devices/{id}/pin-reset) stays usable
     pin_reset_ttl_s: int = 300
+    # family accounts (issue 15, docs/family.md): how long a member who turns 16 keeps a link without consent
+    # (ECARD_FAMILY_CONSENT_GRACE_DAYS), and how many members a guardian may fail to match (wrong ID number or
+    # name) per window before adding is refused for the rest of it (ECARD_FAMILY_MATCH_FAILURES, _WINDOW_S)
+    family_consent_grace_days: int = 30
+    family_match_failures: int = 10
+    family_match_window_s: int = 86400
 
     @classmethod
     def from_env(cls, environ: dict[str, str] | None = None) -> Settings:
@@ -122,4 +128,7 @@ class Settings:
             callback_per_merchant=_int(env, "ECARD_CALLBACK_PER_MERCHANT", 2),
             callback_allow_loopback=(env.get("ECARD_CALLBACK_ALLOW_LOOPBACK") or "") == "1",
             pin_reset_ttl_s=_int(env, "ECARD_PIN_RESET_TTL_S", 300),
+            family_consent_grace_days=_int(env, "ECARD_FAMILY_CONSENT_GRACE_DAYS", 30),
+            family_match_failures=_int(env, "ECARD_FAMILY_MATCH_FAILURES", 10),
+            family_match_window_s=_int(env, "ECARD_FAMILY_MATCH_WINDOW_S", 86400),
         )
