@@ -66,7 +66,7 @@ class FamilyController(Controller):
         "/{card_id:str}/family/{link_id:str}",
         status_code=200,
         summary="End a family link (the guardian's device or the member's own)",
-        responses=problems(*DEVICE_REFUSALS, "not_found"),
+        responses=problems(*SIGNED_PROBLEMS, "forbidden", "not_found"),
     )
     async def end(
         self,

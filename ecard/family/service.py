@@ -190,9 +190,10 @@ class Family:
     # --- either side ends the link --------------------------------------------------------------------
 
     async def end(self, device: Principal, card_id: str, link_id: str) -> LinkView:
-        """The guardian's device or the member's own device ends the link; ending an ended link changes nothing."""
+        """The guardian's device or the member's own device ends the link; ending an ended link changes nothing.
+
+        Allowed on a suspended or cancelled card too: ending a link only ever takes a power away."""
         own = _own_card(device, card_id)
-        await self._cards.device_card(device.owner_id)
         now = self._clock.now()
         async with self._pool.acquire() as conn, conn.transaction():
             link = await store.link(conn, link_id, for_update=True) if _is_link_id(link_id) else None

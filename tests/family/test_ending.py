@@ -93,3 +93,17 @@ async def test_no_other_device_can_end_a_link(world: World) -> None:
 
     listed = await world.signed(daughter, "GET", f"/v1/cards/{daughter.ids['card_id']}/family")
     assert [item["status"] for item in listed.json()["items"]] == ["pending_consent"]
+
+
+async def test_a_guardian_whose_card_is_reported_lost_can_still_end_the_link(world: World) -> None:
+    daughter = await world.device("王小红")
+    father = await member(world, "王大山")
+    link = await added(world, daughter, father, "parent")
+    assert (await consent(world, await world.channel(), link["link_id"], father)).status_code == 200
+    lost = await world.signed(daughter, "POST", f"/v1/cards/{daughter.ids['card_id']}/report-lost")
+    assert lost.status_code in (200, 201), lost.text
+
+    assert problem(await code_for(world, daughter, father["card_id"])) == (403, "card_suspended")
+    ended = await world.signed(daughter, "DELETE", f"/v1/cards/{daughter.ids['card_id']}/family/{link['link_id']}")
+    assert ended.status_code == 200, ended.text
+    assert ended.json()["status"] == "ended"
