@@ -6,7 +6,6 @@ from dataclasses import dataclass
 from datetime import date, datetime, timedelta, timezone
 
 import asyncpg
-import msgspec
 import redis.asyncio as aioredis
 
 from ecard.cards import CardHolder, Cards, mask_name
@@ -268,7 +267,8 @@ class Family:
             if await store.lapse(conn, row.link_id):
                 await audit.record(conn, "family", "family.consent_lapsed", row.link_id, {})
                 await self._tell_both(conn, row, "family_consent_needed", {"relation": row.relation}, now)
-        return msgspec.structs.replace(row, status="pending_consent", minor=False)
+        # as it stands now: lapsed by this request or another, or consented meanwhile
+        return await store.link(self._pool, row.link_id) or row
 
     async def _tell_both(self, conn: Conn, row: LinkRow, kind: str, detail: dict[str, str], now: float) -> None:
         for card_id, side in ((row.guardian_card_id, "guardian"), (row.member_card_id, "member")):

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import pytest
 
 from ecard.kit.signing import sign_request
@@ -215,3 +217,13 @@ async def test_every_link_change_is_audited_and_told_to_both_sides(world: World)
         "SELECT detail::text AS d FROM notices UNION ALL SELECT detail::text FROM audit_log"
     )
     assert not any(father["name"] in r["d"] or father["id_number"] in r["d"] for r in rows)
+
+
+async def test_simultaneous_adds_cannot_pass_a_limit_together(world: World) -> None:
+    holder = await world.device("卫一")
+    spouses = [await member(world, f"卫配偶{n}") for n in range(5)]
+
+    answers = await asyncio.gather(*(add(world, holder, person, "spouse") for person in spouses))
+
+    assert sorted(a.status_code for a in answers) == [201, 409, 409, 409, 409]
+    assert {problem(a) for a in answers if a.status_code == 409} == {(409, "family_limit")}
