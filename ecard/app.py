@@ -25,6 +25,8 @@ from ecard.complaints.http import CardComplaintController, ComplaintAdminControl
 from ecard.config import Settings
 from ecard.depth import Depth
 from ecard.depth.http import DepthController
+from ecard.family import Family, FamilySettings
+from ecard.family.http import FamilyConsentController, FamilyController
 from ecard.federation import Audience, Federation, FederationSettings, IssuerRequestKeys
 from ecard.federation.http import FederationController, IssuerRequestKeyController, PartnerAdminController
 from ecard.kit.audit import AuditSealer
@@ -84,6 +86,8 @@ COLLABORATORS = (
     # complaints and the service's published contacts (issue 14, p14b)
     "complaints",
     "service_info",
+    # family accounts (issue 15)
+    "family",
 )
 
 
@@ -164,7 +168,22 @@ def create_app(settings: Settings, clock: Clock | None = None) -> Litestar:
         state.operators = state.operator_sessions = Operators(
             pool, redis, keys, clock, settings.redis_prefix, settings.session_ttl_s
         )
-        state.code_issuer = CodeIssuer(ring, cards, keys, clock, settings.issuer_id, settings.code_ttl_s)
+        # family accounts (issue 15): a guardian's device mints codes for the members it may show
+        state.family = Family(
+            pool,
+            redis,
+            cards,
+            clock,
+            FamilySettings(
+                consent_grace_days=settings.family_consent_grace_days,
+                match_failures=settings.family_match_failures,
+                match_window_s=settings.family_match_window_s,
+                redis_prefix=settings.redis_prefix,
+            ),
+        )
+        state.code_issuer = CodeIssuer(
+            ring, cards, keys, clock, settings.issuer_id, settings.code_ttl_s, delegations=state.family
+        )
         portal_keys = SigningKeys(pool, keys, clock)
         await portal_keys.ensure_active()
         state.portals = Portals(pool, catalog)
@@ -304,6 +323,9 @@ def create_app(settings: Settings, clock: Clock | None = None) -> Litestar:
         ComplaintController,
         CardComplaintController,
         ComplaintAdminController,
+        # family accounts (issue 15)
+        FamilyController,
+        FamilyConsentController,
     ]
     if settings.load_echo:
         handlers.append(EchoController)

@@ -94,6 +94,12 @@ class Settings:
     # streaming replica for reads that tolerate lag (card history, venues, depth); unset: the primary
     partitions_ahead_months: int = 3
     database_replica_url: str | None = None
+    # family accounts (issue 15, docs/family.md): how long a member who turns 16 keeps a link without consent
+    # (ECARD_FAMILY_CONSENT_GRACE_DAYS), and how many members a guardian may fail to match (wrong ID number or
+    # name) per window before adding is refused for the rest of it (ECARD_FAMILY_MATCH_FAILURES, _WINDOW_S)
+    family_consent_grace_days: int = 30
+    family_match_failures: int = 10
+    family_match_window_s: int = 86400
 
     @classmethod
     def from_env(cls, environ: dict[str, str] | None = None) -> Settings:
@@ -143,4 +149,7 @@ class Settings:
             complaint_url=env.get("ECARD_COMPLAINT_URL") or "",
             partitions_ahead_months=_int(env, "ECARD_PARTITIONS_AHEAD_MONTHS", 3),
             database_replica_url=env.get("ECARD_DATABASE_REPLICA_URL") or None,
+            family_consent_grace_days=_int(env, "ECARD_FAMILY_CONSENT_GRACE_DAYS", 30),
+            family_match_failures=_int(env, "ECARD_FAMILY_MATCH_FAILURES", 10),
+            family_match_window_s=_int(env, "ECARD_FAMILY_MATCH_WINDOW_S", 86400),
         )

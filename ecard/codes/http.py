@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from typing import Any
+from typing import Annotated, Any
 
 import msgspec
 from litestar import Controller, MediaType, Request, Response, get, post
@@ -27,7 +27,8 @@ class CodeAnswer(msgspec.Struct):
 
 
 class CodeRequest(msgspec.Struct, forbid_unknown_fields=True):
-    pass
+    # a family member's card the device's holder may show (API.md "Family accounts"); absent: the device's own
+    card_id: Annotated[str, msgspec.Meta(max_length=64)] | None = None
 
 
 class KeySet(msgspec.Struct):
@@ -35,17 +36,17 @@ class KeySet(msgspec.Struct):
     keys: list[dict[str, str | None]]
 
 
-def _check_empty_request(body: bytes) -> None:
-    """The body is `{}` (or nothing); anything else is the client's mistake, answered as such."""
+def _code_request(body: bytes) -> CodeRequest:
+    """The body is `{}` (or nothing), or names a family member's card; anything else is the client's mistake."""
     if not body.strip() or body.strip() == b"{}":
-        return
+        return CodeRequest()
     try:
-        msgspec.json.decode(body, type=CodeRequest)
+        return msgspec.json.decode(body, type=CodeRequest)
     except msgspec.ValidationError as exc:
         # msgspec names an unknown field between backticks and never echoes a value
         unknown = re.search(r"unknown field `([^`]{1,64})`", str(exc))
         if unknown is None:
-            raise Refusal("invalid_request", "the request body must be the empty JSON object {}") from exc
+            raise Refusal("invalid_request", 'the request body must be {} or {"card_id": ...}') from exc
         field = unknown.group(1)
         raise Refusal("invalid_request", f"invalid field: {field}", extra={"fields": [field]}) from exc
     except msgspec.DecodeError as exc:
@@ -61,7 +62,14 @@ class CodeController(Controller):
         status_code=201,
         dependencies={"principal": signed_by(ClientKind.DEVICE, defer_nonce=True)},
         summary="Mint a dynamic code (JSON, or the QR itself with Accept: image/png or image/svg+xml)",
-        responses=problems(*SIGNED_PROBLEMS, "card_suspended", "card_cancelled"),
+        responses=problems(
+            *SIGNED_PROBLEMS,
+            "card_suspended",
+            "card_cancelled",
+            "forbidden",
+            "family_link_ended",
+            "family_consent_required",
+        ),
     )
     async def mint(
         self,
@@ -69,8 +77,8 @@ class CodeController(Controller):
         code_issuer: NamedDependency[CodeIssuer],
         principal: NamedDependency[Principal],
     ) -> Response[Any]:
-        _check_empty_request(await request.body())
-        issued = await code_issuer.issue(principal)
+        wanted = _code_request(await request.body())
+        issued = await code_issuer.issue(principal, wanted.card_id)
         accept = request.headers.get("accept", "")
         if "image/png" in accept:
             CODES_ISSUED.labels(format="png").inc()

@@ -100,6 +100,12 @@ STATUS_OF: dict[str, int] = {
     # nobody's), and a reply to a complaint already resolved or rejected
     "complaint_link_refused": 403,
     "complaint_closed": 409,
+    # family accounts (issue 15, API.md "Family accounts"): limits per relation, links that ended or await consent
+    "family_limit": 409,
+    "family_link_exists": 409,
+    "family_link_ended": 403,
+    "family_consent_required": 403,
+    "family_consent_not_pending": 409,
 }
 
 

@@ -58,14 +58,15 @@ class VerifyDeps:
     replica: asyncpg.Pool | None = None
 
 
-async def _open_reference(deps: VerifyDeps, sealed: bytes) -> tuple[str, str]:
+async def _open_reference(deps: VerifyDeps, sealed: bytes) -> tuple[str, bytes]:
     try:
         plain = await deps.ring.open_card_ref(sealed)
     except SealError as exc:
         raise Refusal("malformed_code", "the code's card reference does not open") from exc
     if len(plain) != 32:
         raise Refusal("malformed_code", "the code's card reference has the wrong length")
-    return id_from_bytes("crd", plain[:16]), id_from_bytes("dev", plain[16:])
+    # the card, and who showed it: the holder's device, or the family link of a guardian's device (ecard/family)
+    return id_from_bytes("crd", plain[:16]), plain[16:]
 
 
 async def verify(
@@ -172,11 +173,12 @@ async def _decide(
         raise Refusal("nonce_reused", "this nonce has been used already")
     if revoked:
         raise Refusal("key_revoked", "the key that signed this code has been revoked")
-    card_id, _device_id = await _open_reference(deps, token.card_ref)
+    card_id, shown_by = await _open_reference(deps, token.card_ref)
     if not fresh:
         await deps.risk.replay(card_id, venue.merchant_id, token.cti.hex())
         raise Refusal("code_already_used", "this code has been used already")
-    return await _record(card_id, token.cti, cti_key, item, venue, now, deps)
+    family_link = id_from_bytes("fam", shown_by)
+    return await _record(card_id, token.cti, cti_key, item, venue, now, deps, family_link=family_link)
 
 
 async def _linked(
@@ -195,7 +197,15 @@ async def _linked(
 
 
 async def _record(
-    card_id: str, cti: bytes, cti_key: str, item: Item, venue: Venue, now: float, deps: VerifyDeps
+    card_id: str,
+    cti: bytes,
+    cti_key: str,
+    item: Item,
+    venue: Venue,
+    now: float,
+    deps: VerifyDeps,
+    *,
+    family_link: str | None = None,
 ) -> Verification:
     verification_id = new_id("vrf")
     try:
@@ -218,6 +228,7 @@ async def _record(
             entitled,
             venue.via_issuer,
             venue.merchant_name if venue.via_issuer is not None else None,
+            family_link,
         )
     except asyncpg.UniqueViolationError as exc:
         # recorded by an earlier attempt whose answer was lost (the claim was released, the row had committed)
@@ -232,6 +243,10 @@ async def _record(
         raise Refusal("card_suspended", "the card is suspended")
     if row.status == "cancelled":
         raise Refusal("card_cancelled", "the card is cancelled")
+    if row.family_status == "ended":
+        raise Refusal("family_link_ended", "the family link this code was shown through has ended")
+    if row.family_status == "pending_consent":
+        raise Refusal("family_consent_required", "the family link this code was shown through awaits consent")
     if row.verification_id is None:
         raise Refusal("merchant_not_entitled", "this merchant is not entitled to this catalog item")
     return Verification(
@@ -300,6 +315,8 @@ async def history(device: Principal, card_id: str, deps: VerifyDeps) -> list[His
             terminal_id=row.terminal_id,
             place=row.place,
             via_issuer=row.via_issuer,
+            via="family" if row.family_relation is not None else None,
+            relation=row.family_relation,
         )
         for row in rows
     ]
