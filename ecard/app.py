@@ -91,7 +91,7 @@ def create_app(settings: Settings, clock: Clock | None = None) -> Litestar:
         if not settings.database_url or not settings.redis_url:
             raise RuntimeError("ECARD_DATABASE_URL and ECARD_REDIS_URL must be set (`ecard serve` sets them)")
         pool = await create_pool(settings.database_url, settings.db_pool_min, settings.db_pool_max)
-        redis = create_redis(settings.redis_url)
+        redis = create_redis(settings.redis_url, settings.redis_pool_size, settings.redis_pool_wait_s)
         keys = Keys.from_master(load_master_key(settings))
         directory = ClientDirectory(pool, keys)
         catalog = Catalog(pool, clock)

@@ -81,6 +81,10 @@ class Settings:
     callback_allow_loopback: bool = False
     # how long a channel's PIN reset grant (POST /v1/devices/{id}/pin-reset) stays usable
     pin_reset_ttl_s: int = 300
+    # performance (issue 13): the Redis pool's size and how long a command queues for a busy pool's connection
+    # before it is shed with 503 `overloaded` (ECARD_REDIS_POOL_SIZE, ECARD_REDIS_POOL_WAIT_S)
+    redis_pool_size: int = 200
+    redis_pool_wait_s: float = 1.0
 
     @classmethod
     def from_env(cls, environ: dict[str, str] | None = None) -> Settings:
@@ -122,4 +126,6 @@ class Settings:
             callback_per_merchant=_int(env, "ECARD_CALLBACK_PER_MERCHANT", 2),
             callback_allow_loopback=(env.get("ECARD_CALLBACK_ALLOW_LOOPBACK") or "") == "1",
             pin_reset_ttl_s=_int(env, "ECARD_PIN_RESET_TTL_S", 300),
+            redis_pool_size=_int(env, "ECARD_REDIS_POOL_SIZE", 200),
+            redis_pool_wait_s=_float(env, "ECARD_REDIS_POOL_WAIT_S", 1.0),
         )

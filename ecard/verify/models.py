@@ -31,6 +31,7 @@ REFUSALS = (
     "issuer_unavailable",
     "database_unavailable",
     "cache_unavailable",
+    "overloaded",
 )
 
 
