@@ -25,6 +25,7 @@ from ecard.depth import Depth
 from ecard.depth.http import DepthController
 from ecard.federation import Audience, Federation, FederationSettings, IssuerRequestKeys
 from ecard.federation.http import FederationController, IssuerRequestKeyController, PartnerAdminController
+from ecard.kit import heap
 from ecard.kit.audit import AuditSealer
 from ecard.kit.clock import Clock, SystemClock
 from ecard.kit.crypto import Keys, load_master_key
@@ -226,9 +227,12 @@ def create_app(settings: Settings, clock: Clock | None = None) -> Litestar:
         if bank is not None:
             recovery = state.recovery = Recovery(pool, clock, bank, settings.payment_recovery_grace_s)
             background.start("payment_recovery", lambda: recovery.run(settings.payment_recovery_interval_s))
+        # issue 13 (perf): what startup made lives until shutdown; full collections need not walk it again
+        heap.settle()
         try:
             yield
         finally:
+            heap.unsettle()
             await background.stop()
             await peers.close()
             await callbacks.aclose()
