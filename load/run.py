@@ -74,10 +74,13 @@ def measure(server: Server, env: dict[str, str], plan: Plan, profile: Path | Non
         ("codes_json", bench.codes_json),
         ("codes_png", bench.codes_png),
         ("fixed_rate", lambda: bench.fixed_rate(scenarios["verification"]["rps"])),
+        ("crowd_1000", lambda: bench.crowd(scenarios["verification"]["rps"])),
     )
     for name, step in steps:
         scenarios[name] = step()
         say(_line(name, scenarios[name]))
+    crowd = scenarios["crowd_1000"]
+    say(f"  crowd_1000: {crowd['5xx']} answers 5xx over {crowd['conns']} connections, by code {crowd['5xx_by_code']}")
     qr = qr_timing(sample)
     say(
         f"  qr.png in process: mean {qr['mean_ms']:.3f} ms, p99 {qr['p99_ms']:.3f} ms over {qr['codes']} codes"
