@@ -12,6 +12,7 @@ from pathlib import Path
 
 # (category, substrings of a frame), innermost match wins; order only breaks ties within one frame
 CATEGORIES: tuple[tuple[str, tuple[str, ...]], ...] = (
+    ("garbage collector (with --native)", ("gc_collect_main", "collect_with_callback", "gc_collect")),
     ("crypto: Ed25519 / P-256 / AEAD", ("nacl/", "cryptography/", "ecard/kit/ed25519.py", "ecard/kit/crypto.py")),
     ("code decoding (base45, CBOR)", ("base45/", "cbor2/", "ecard/codes/token.py")),
     ("PostgreSQL client (asyncpg)", ("asyncpg/",)),

@@ -13,6 +13,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import sampling
 from actors import set_up
 from federated import federated_verification
 from prebuild import Factory
@@ -33,6 +34,9 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--workers", type=int, default=1, help="uvicorn workers of `ecard serve`")
     parser.add_argument(
         "--profile", action="store_true", help="sample the app with py-spy during the timed scenarios (perturbs them)"
+    )
+    parser.add_argument(
+        "--native", action="store_true", help="with --profile: py-spy --native, so that C frames (the GC) show"
     )
     return parser.parse_args(argv)
 
@@ -112,6 +116,7 @@ def main(argv: list[str] | None = None) -> int:
     started = time.monotonic()
     stamp = time.strftime("%Y%m%dT%H%M%S")
     profile = RESULTS / f"{stamp}-profile" if args.profile else None
+    sampling.NATIVE["on"] = args.native
     say(f"load average at start: {' '.join(f'{x:.1f}' for x in os.getloadavg())} on {os.cpu_count()} CPUs")
     with tempfile.TemporaryDirectory(prefix="ecard-load-") as folder:
         env = service_env(Path(folder) / "data")
