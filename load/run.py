@@ -105,7 +105,7 @@ def _database_url(env: dict[str, str]) -> str | None:
 
 def _profiles(bench: Bench) -> dict[str, Any]:
     for name, found in bench.profiles.items():
-        say(f"  py-spy, {name}: {found.get('samples', 0)} samples, top self %: {found.get('self_pct', found)[:8]}")
+        say(f"  py-spy, {name}: {found.get('samples', 0)} samples, top self %: {found.get('self_pct', [found])[:8]}")
     return {"profiles": bench.profiles} if bench.profiles else {}
 
 
