@@ -1,5 +1,6 @@
 """Before/after in one run: the verification route of an older commit (`--base`, default HEAD) and of the work
-tree, served side by side on one machine, driven in alternating rounds; prints the ratios.
+tree, served side by side on one machine, driven in alternating rounds (verification, then code issuance as
+JSON); prints the ratios.
 
 Each side gets its own `ecard serve`, database (`<db>_ecard_ab_base` / `_ecard_ab_new`, plus
 ECARD_LOAD_DB_SUFFIX) and Redis prefix; rounds alternate base, new, base, new... so that neighbours on a shared
@@ -72,7 +73,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rounds", type=int, default=3, help="alternating closed-loop rounds per side")
     parser.add_argument("--seconds", type=float, default=4.0, help="length of one round")
     args = parser.parse_args(argv)
-    plan = dataclasses.replace(QUICK, verify_s=args.seconds, fixed_s=args.seconds + 2)
+    plan = dataclasses.replace(QUICK, verify_s=args.seconds, fixed_s=args.seconds + 2, json_s=args.seconds)
     with tempfile.TemporaryDirectory(prefix="ecard-ab-") as tmp:
         folder = Path(tmp)
         base_code = _export(args.base, folder / "base-code")
@@ -83,10 +84,13 @@ def main(argv: list[str] | None = None) -> int:
                 benches[side] = Bench(server, Factory(cast, server.port), plan, env["ECARD_DATABASE_URL"], None)
                 benches[side].mint(plan.warmup)
             rounds: dict[str, list[dict[str, Any]]] = {side: [] for side in SIDES}
+            issuing: dict[str, list[dict[str, Any]]] = {side: [] for side in SIDES}
             for i in range(args.rounds):
                 for side in SIDES if i % 2 == 0 else SIDES[::-1]:
                     rounds[side].append(benches[side].verification())
                     print(f"round {i + 1} {side}: {_brief(rounds[side][-1])}", flush=True)
+                    issuing[side].append(benches[side].codes_json())
+                    print(f"round {i + 1} {side} codes_json: {_brief(issuing[side][-1])}", flush=True)
             rate = 0.7 * min(_median(rounds[side], "rps") for side in SIDES)
             paced = {}
             for side in SIDES:
@@ -94,6 +98,9 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"paced {side}: {_brief(paced[side])}", flush=True)
     shutil.rmtree(folder, ignore_errors=True)
     print(_report(args.base, rounds, paced, rate))
+    print(_row("codes_json req/s", {s: _median(issuing[s], "rps") for s in SIDES}, 0, better_when_higher=True))
+    cpu = {s: _median(issuing[s], "server_cpu_ms_per_req") for s in SIDES}
+    print(_row("app CPU ms/code (JSON)", cpu, 3, better_when_higher=False))
     return 0
 
 
