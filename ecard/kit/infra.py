@@ -18,8 +18,6 @@ import redis.exceptions
 from asyncpg.pool import PoolConnectionProxy
 from redis.asyncio.connection import AbstractConnection
 
-from ecard.kit.metrics import SHED
-
 log = logging.getLogger("ecard.infra")
 
 # What a store function runs its SQL on: a pooled connection inside a transaction, or the pool itself.
@@ -131,6 +129,9 @@ class BoundedPool(aioredis.ConnectionPool):
                 async with asyncio.timeout(max(0.0, remaining_s)):
                     await self._freed.wait_for(self.can_get_connection)
         except TimeoutError:
+            # imported here: `ecard serve` must set up shared metrics before prometheus_client is first imported
+            from ecard.kit.metrics import SHED  # noqa: PLC0415
+
             SHED.labels(reason="cache_pool").inc()
             raise CacheBusy("every cache connection stayed busy") from None
         finally:
