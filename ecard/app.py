@@ -29,6 +29,7 @@ from ecard.family import Family, FamilySettings
 from ecard.family.http import FamilyConsentController, FamilyController
 from ecard.federation import Audience, Federation, FederationSettings, IssuerRequestKeys
 from ecard.federation.http import FederationController, IssuerRequestKeyController, PartnerAdminController
+from ecard.kit import heap
 from ecard.kit.audit import AuditSealer
 from ecard.kit.clock import Clock, SystemClock
 from ecard.kit.crypto import Keys, load_master_key
@@ -59,7 +60,7 @@ from ecard.payments.http import BillController, StatementController
 from ecard.portal import Held, Portals, Provider, SigningKeys
 from ecard.portal.http import LoginController, OAuthController, PortalAdminController, ProviderController
 from ecard.risk import RiskEvents
-from ecard.verify import VerifyDeps
+from ecard.verify import GroupCommit, VerifyDeps
 from ecard.verify.http import HistoryController, VerificationController
 from ecard.yukuai import YukuaiLinks, YukuaiPlatform, check_platform_url
 from ecard.yukuai.http import YukuaiLinkController
@@ -101,13 +102,13 @@ def create_app(settings: Settings, clock: Clock | None = None) -> Litestar:
         if not settings.database_url or not settings.redis_url:
             raise RuntimeError("ECARD_DATABASE_URL and ECARD_REDIS_URL must be set (`ecard serve` sets them)")
         pool = await create_pool(settings.database_url, settings.db_pool_min, settings.db_pool_max)
-        redis = create_redis(settings.redis_url)
         # issue 13, read replica (p13c): reads that tolerate lag go to a streaming replica when one is configured
         replica = (
             await create_pool(settings.database_replica_url, settings.db_pool_min, settings.db_pool_max)
             if settings.database_replica_url
             else None
         )
+        redis = create_redis(settings.redis_url, settings.redis_pool_size, settings.redis_pool_wait_s)
         keys = Keys.from_master(load_master_key(settings))
         directory = ClientDirectory(pool, keys)
         catalog = Catalog(pool, clock)
@@ -210,6 +211,7 @@ def create_app(settings: Settings, clock: Clock | None = None) -> Litestar:
             issuer=settings.issuer_id,
             skew_s=settings.clock_skew_s,
             prefix=settings.redis_prefix,
+            records=GroupCommit(pool),  # issue 13 (perf): group commit of verification records
             forwarder=federation,
             linked=yukuai if platform is not None else None,
             replica=replica,
@@ -281,9 +283,12 @@ def create_app(settings: Settings, clock: Clock | None = None) -> Litestar:
         if bank is not None:
             recovery = state.recovery = Recovery(pool, clock, bank, settings.payment_recovery_grace_s)
             background.start("payment_recovery", lambda: recovery.run(settings.payment_recovery_interval_s))
+        # issue 13 (perf): what startup made lives until shutdown; full collections need not walk it again
+        heap.settle()
         try:
             yield
         finally:
+            heap.unsettle()
             await background.stop()
             await peers.close()
             await callbacks.aclose()

@@ -100,6 +100,10 @@ class Settings:
     family_consent_grace_days: int = 30
     family_match_failures: int = 10
     family_match_window_s: int = 86400
+    # performance (issue 13): the Redis pool's size and how long a command queues for a busy pool's connection
+    # before it is shed with 503 `overloaded` (ECARD_REDIS_POOL_SIZE, ECARD_REDIS_POOL_WAIT_S)
+    redis_pool_size: int = 200
+    redis_pool_wait_s: float = 1.0
 
     @classmethod
     def from_env(cls, environ: dict[str, str] | None = None) -> Settings:
@@ -152,4 +156,6 @@ class Settings:
             family_consent_grace_days=_int(env, "ECARD_FAMILY_CONSENT_GRACE_DAYS", 30),
             family_match_failures=_int(env, "ECARD_FAMILY_MATCH_FAILURES", 10),
             family_match_window_s=_int(env, "ECARD_FAMILY_MATCH_WINDOW_S", 86400),
+            redis_pool_size=_int(env, "ECARD_REDIS_POOL_SIZE", 200),
+            redis_pool_wait_s=_float(env, "ECARD_REDIS_POOL_WAIT_S", 1.0),
         )

@@ -29,6 +29,8 @@ class Outcome:
     statuses: Counter[int] = field(default_factory=Counter)
     unexpected: list[str] = field(default_factory=list)
     bodies: list[bytes] = field(default_factory=list)
+    # the status of each kept body, in the same order
+    body_statuses: array[int] = field(default_factory=lambda: array("H"))
     client_cpu_s: float = 0.0
 
     @property
@@ -75,6 +77,7 @@ class _Recorder:
         out.statuses[status] += 1
         if self.job.keep_bodies:
             out.bodies.append(body)
+            out.body_statuses.append(status)
         if status != self.job.expected and len(out.unexpected) < SAMPLE_ERRORS:
             out.unexpected.append(f"{status} {body[:300].decode(errors='replace')}")
 
@@ -170,6 +173,7 @@ def merge(parts: Sequence[Outcome]) -> Outcome:
         total.statuses.update(part.statuses)
         total.unexpected.extend(part.unexpected[: SAMPLE_ERRORS - len(total.unexpected)])
         total.bodies.extend(part.bodies)
+        total.body_statuses.extend(part.body_statuses)
         total.client_cpu_s += part.client_cpu_s
     return total
 

@@ -31,7 +31,7 @@ from ecard.catalog.seed import catalog_rows
 from ecard.catalog.store import seed as seed_catalog
 from ecard.kit.ids import new_id
 from ecard.kit.infra import MIGRATIONS_DIR, create_pool, migrate, recreate_database
-from ecard.verify.store import record
+from ecard.verify.store import NewRecord, record_many
 
 PARTITIONING = "0017_partitions.sql"
 CARDS = 1000
@@ -63,19 +63,10 @@ async def _round(pool: asyncpg.Pool, rows: int, tasks: int) -> float:
         for i in range(n):
             card = f"crd_{(offset + i) % CARDS}"
             at = datetime.now(UTC)
-            await record(
-                pool,
-                card,
-                new_id("vrf"),
-                "mch_1",
-                "wl-030",
-                "T1",
-                None,
-                ["pseudonym"],
-                os.urandom(16),
-                at,
-                entitled=True,
+            new = NewRecord(
+                card, new_id("vrf"), "mch_1", "wl-030", "T1", None, ["pseudonym"], os.urandom(16), at, True, None, None
             )
+            await record_many(pool, [new])
 
     began = time.perf_counter()
     await asyncio.gather(*(one_task(rows // tasks, t * 7919) for t in range(tasks)))

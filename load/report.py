@@ -88,6 +88,9 @@ def ratios(scenarios: dict[str, dict[str, Any]], qr: dict[str, float], memory: d
         # the same ratios from the app's CPU time per request, which neighbours on the machine disturb less
         "by_cpu": {name: round(_cpu(scenarios, "echo") / _cpu(scenarios, name), 3) for name in BY_CPU},
         "fixed_rate_p99_ms": _check(scenarios["fixed_rate"]["latency_ms"]["p99"], 10, at_least=False),
+        # verification over 1,000 connections at once: every 5xx, and those that were not an explicit `overloaded`
+        "crowd_5xx": _check(scenarios["crowd_1000"]["5xx"], 0, at_least=False),
+        "crowd_5xx_not_overloaded": _check(scenarios["crowd_1000"]["5xx_not_overloaded"], 0, at_least=False),
         "qr_png_mean_ms": _check(qr["mean_ms"], 2, at_least=False),
         "qr_png_p99_ms": _check(qr["p99_ms"], 2, at_least=False),
         "verification_non_200": _check(non_200, 0, at_least=False),
@@ -102,7 +105,7 @@ def _mark(check: dict[str, Any]) -> str:
 
 def render(results: dict[str, Any]) -> str:
     r, mem, qr = results["ratios"], results["memory"], results["qr_png"]
-    fixed = results["scenarios"]["fixed_rate"]
+    fixed, crowd = results["scenarios"]["fixed_rate"], results["scenarios"]["crowd_1000"]
     samples = ", ".join(f"{n}:{mb:g}" for n, mb in mem["rss_mb"])
     return "\n".join(
         [
@@ -116,6 +119,8 @@ def render(results: dict[str, Any]) -> str:
             "same, by app CPU per request: "
             + ", ".join(f"{name} / echo {value:g}" for name, value in r["by_cpu"].items()),
             f"p99 at 70% ({fixed['target_rps']:.0f} req/s) ms {_mark(r['fixed_rate_p99_ms'])}",
+            f"5xx at {crowd['conns']} connections     {_mark(r['crowd_5xx'])}, by code {crowd['5xx_by_code']}",
+            f"  of them not `overloaded` {_mark(r['crowd_5xx_not_overloaded'])}",
             f"QR PNG in-process mean ms {_mark(r['qr_png_mean_ms'])}",
             f"QR PNG in-process p99 ms  {_mark(r['qr_png_p99_ms'])}",
             f"QR PNG in-process CPU ms  mean {qr['cpu_mean_ms']:g}, p99 {qr['cpu_p99_ms']:g}",

@@ -13,6 +13,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import sampling
 from actors import set_up
 from federated import federated_verification
 from prebuild import Factory
@@ -33,6 +34,9 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--workers", type=int, default=1, help="uvicorn workers of `ecard serve`")
     parser.add_argument(
         "--profile", action="store_true", help="sample the app with py-spy during the timed scenarios (perturbs them)"
+    )
+    parser.add_argument(
+        "--native", action="store_true", help="with --profile: py-spy --native, so that C frames (the GC) show"
     )
     return parser.parse_args(argv)
 
@@ -74,10 +78,13 @@ def measure(server: Server, env: dict[str, str], plan: Plan, profile: Path | Non
         ("codes_json", bench.codes_json),
         ("codes_png", bench.codes_png),
         ("fixed_rate", lambda: bench.fixed_rate(scenarios["verification"]["rps"])),
+        ("crowd_1000", lambda: bench.crowd(scenarios["verification"]["rps"])),
     )
     for name, step in steps:
         scenarios[name] = step()
         say(_line(name, scenarios[name]))
+    crowd = scenarios["crowd_1000"]
+    say(f"  crowd_1000: {crowd['5xx']} answers 5xx over {crowd['conns']} connections, by code {crowd['5xx_by_code']}")
     qr = qr_timing(sample)
     say(
         f"  qr.png in process: mean {qr['mean_ms']:.3f} ms, p99 {qr['p99_ms']:.3f} ms over {qr['codes']} codes"
@@ -98,7 +105,7 @@ def _database_url(env: dict[str, str]) -> str | None:
 
 def _profiles(bench: Bench) -> dict[str, Any]:
     for name, found in bench.profiles.items():
-        say(f"  py-spy, {name}: {found.get('samples', 0)} samples, top self %: {found.get('self_pct', found)[:8]}")
+        say(f"  py-spy, {name}: {found.get('samples', 0)} samples, top self %: {found.get('self_pct', [found])[:8]}")
     return {"profiles": bench.profiles} if bench.profiles else {}
 
 
@@ -109,6 +116,7 @@ def main(argv: list[str] | None = None) -> int:
     started = time.monotonic()
     stamp = time.strftime("%Y%m%dT%H%M%S")
     profile = RESULTS / f"{stamp}-profile" if args.profile else None
+    sampling.NATIVE["on"] = args.native
     say(f"load average at start: {' '.join(f'{x:.1f}' for x in os.getloadavg())} on {os.cpu_count()} CPUs")
     with tempfile.TemporaryDirectory(prefix="ecard-load-") as folder:
         env = service_env(Path(folder) / "data")

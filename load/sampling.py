@@ -14,6 +14,8 @@ _STDLIB = f"python{sys.version_info[0]}.{sys.version_info[1]}/"
 _MARKERS = ("site-packages/", f"{Path(__file__).resolve().parent.parent}/", _STDLIB)
 TOP = 20
 PLUMBING = 0.4
+# py-spy --native as well: C frames too, so that time in the garbage collector (gc_collect_main) shows
+NATIVE = {"on": False}
 
 
 @dataclass
@@ -41,7 +43,9 @@ def start(pid: int, duration_s: float, out: Path) -> Sampling | None:
         return None
     out.parent.mkdir(parents=True, exist_ok=True)
     args = [exe, "record", "--pid", str(pid), "--duration", str(max(1, int(duration_s))), "--rate", "250"]
-    args += ["--nonblocking", "--format", "raw", "-o", str(out)]
+    # native stacks need the process paused for each sample (py-spy refuses --native with --nonblocking)
+    args += ["--native"] if NATIVE["on"] else ["--nonblocking"]
+    args += ["--format", "raw", "-o", str(out)]
     proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     return Sampling(proc, out)
 

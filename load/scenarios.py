@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import json
 import math
 import time
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -41,6 +43,8 @@ class Plan:
     conns: int = 32
     procs: int = 1
     devices: int = 50
+    crowd_conns: int = 1000
+    crowd_s: float = 10
 
 
 FULL = Plan(
@@ -72,6 +76,7 @@ QUICK = Plan(
     memory_budget_s=60,
     warmup=200,
     devices=20,
+    crowd_s=5,
 )
 # Verification pools are sized from the rate codes were minted at; this much headroom over it.
 POOL_HEADROOM = 2.5
@@ -142,6 +147,31 @@ class Bench:
         outcome = run(self._job(requests, 200, float("inf"), rate), self.plan.procs)
         return {"target_rps": round(rate, 1), **figures(outcome, 200, meter.read())}
 
+    def crowd(self, max_rps: float) -> dict[str, Any]:
+        """Verification closed loop over `crowd_conns` connections at once: every 5xx, by its problem code.
+
+        The answers a client may see are 200 or an explicit 503 `overloaded` (with Retry-After); anything else
+        is a failure of the bounded queues."""
+        codes = self.mint(max(2 * self.plan.crowd_conns, int(POOL_HEADROOM * max_rps * self.plan.crowd_s)))
+        job = Job(
+            self.factory.port,
+            self.factory.verifications(codes),
+            200,
+            self.plan.crowd_conns,
+            self.plan.crowd_s,
+            keep_bodies=True,
+        )
+        meter = Meter(self.app, self.database_url).start()
+        outcome = run(job, self.plan.procs)
+        result = figures(outcome, 200, meter.read())
+        answers = zip(outcome.body_statuses, outcome.bodies, strict=True)
+        codes_5xx = Counter(_problem_code(body) for status, body in answers if status >= 500)
+        result["conns"] = self.plan.crowd_conns
+        result["5xx"] = sum(codes_5xx.values())
+        result["5xx_by_code"] = dict(codes_5xx)
+        result["5xx_not_overloaded"] = result["5xx"] - codes_5xx.get("overloaded", 0)
+        return result
+
     def memory(self) -> dict[str, Any]:
         """RSS of the app process before, every `memory_step` and after `memory_n` verifications."""
         requests = self.factory.verifications(self.mint(self.plan.memory_n))
@@ -157,6 +187,13 @@ class Bench:
             total.latencies_s.extend(part.latencies_s)
             samples.append((total.count, rss_mb(self.app)))
         return _memory_figures(samples, total)
+
+
+def _problem_code(body: bytes) -> str:
+    try:
+        return str(json.loads(body).get("code", "?"))
+    except (ValueError, AttributeError):
+        return "not problem JSON"
 
 
 def _memory_figures(samples: list[tuple[int, float]], total: Outcome) -> dict[str, Any]:

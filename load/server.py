@@ -127,16 +127,17 @@ class Server:
 
 
 @contextlib.contextmanager
-def serving(env: dict[str, str], workers: int = 1) -> Iterator[Server]:
-    """`ecard serve` on a free port for the duration of the block; always stopped (SIGTERM, wait) after."""
+def serving(env: dict[str, str], workers: int = 1, code: Path = REPO) -> Iterator[Server]:
+    """`ecard serve` (of the source tree `code`) on a free port for the duration of the block; always stopped
+    (SIGTERM, wait) after."""
     port = free_port()
     log = Path(env["ECARD_DATA_DIR"]) / "serve.log"
     log.parent.mkdir(parents=True, exist_ok=True)
     with log.open("wb") as out:
         proc = subprocess.Popen(
             [sys.executable, "-m", "ecard.cli", "serve", "--port", str(port), "--workers", str(workers)],
-            env=env,
-            cwd=REPO,
+            env={**env, "PYTHONPATH": str(code)},
+            cwd=code,
             stdout=out,
             stderr=subprocess.STDOUT,
         )

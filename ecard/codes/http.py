@@ -74,9 +74,10 @@ class CodeController(Controller):
     async def mint(
         self,
         request: Request[Any, Any, Any],
-        code_issuer: NamedDependency[CodeIssuer],
         principal: NamedDependency[Principal],
     ) -> Response[Any]:
+        # from the app's state, not a dependency beside `principal` (an anyio task group per request)
+        code_issuer: CodeIssuer = request.app.state.code_issuer
         wanted = _code_request(await request.body())
         issued = await code_issuer.issue(principal, wanted.card_id)
         accept = request.headers.get("accept", "")

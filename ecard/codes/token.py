@@ -9,10 +9,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import base45
 import cbor2
 from cryptography.hazmat.primitives.asymmetric import ed25519
 
+from ecard.kit import base45
 from ecard.kit import ed25519 as ed25519_fast
 from ecard.kit.refusal import Refusal
 
@@ -66,8 +66,7 @@ def mint(
     )
     signature = ed25519_fast.sign(private_key, _sig_structure(protected, payload))
     message = cbor2.dumps(cbor2.CBORTag(COSE_SIGN1_TAG, [protected, {}, payload, signature]))
-    encoded: bytes = base45.b45encode(message)
-    return PREFIX + encoded.decode("ascii")
+    return PREFIX + base45.b45encode(message)
 
 
 def _malformed(why: str) -> Refusal:

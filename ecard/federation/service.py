@@ -43,6 +43,7 @@ RELAYED = frozenset(REFUSALS) - {
     "issuer_unavailable",
     "database_unavailable",
     "cache_unavailable",
+    "overloaded",
 }
 RELOAD_S = 1.0
 # how far a partner's signed answer may be from our clock (as for signed requests)

@@ -16,6 +16,7 @@ import asyncpg
 import redis.asyncio as aioredis
 import redis.exceptions
 from asyncpg.pool import PoolConnectionProxy
+from redis.asyncio.connection import AbstractConnection
 
 log = logging.getLogger("ecard.infra")
 
@@ -31,8 +32,11 @@ _MIGRATION_LOCK = 0x6563617264
 def unavailable_code(exc: BaseException) -> str | None:
     """The 503 problem code for an outage of a backing service, or None for a real bug.
 
+    A cache whose connections are all busy beyond the pool's wait is `overloaded`, not away.
     A bare OSError or timeout counts only when it came out of the database or cache client: a local file
     that cannot be read, or a peer's socket, is not PostgreSQL being away."""
+    if isinstance(exc, CacheBusy):
+        return "overloaded"
     if isinstance(exc, redis.exceptions.ConnectionError | redis.exceptions.TimeoutError):
         return "cache_unavailable"
     if isinstance(
@@ -91,15 +95,68 @@ async def create_pool(url: str, min_size: int = 2, max_size: int = 10) -> asyncp
     return pool
 
 
-def create_redis(url: str) -> aioredis.Redis:
-    return aioredis.Redis.from_url(
+class CacheBusy(redis.exceptions.RedisError):
+    """Every connection to the cache stayed busy for the pool's whole wait: the service is overloaded, the
+    cache is not down (so this is deliberately no ConnectionError)."""
+
+
+class BoundedPool(aioredis.ConnectionPool):
+    """At most `max_connections` to Redis; a command finding them all busy queues for one up to `wait_s`, then
+    is shed with CacheBusy (503 `overloaded`). The fast path (a free connection) takes no extra lock."""
+
+    def __init__(self, *, wait_s: float, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.wait_s = wait_s
+        self._freed = asyncio.Condition()
+        self._waiting = 0
+
+    async def get_connection(self, *_: object, **__: object) -> AbstractConnection:
+        deadline: float | None = None
+        while True:
+            try:
+                connection: AbstractConnection = await super().get_connection()  # type: ignore[no-untyped-call]
+            except redis.exceptions.MaxConnectionsError:
+                loop = asyncio.get_running_loop()
+                deadline = deadline if deadline is not None else loop.time() + self.wait_s
+                await self._wait_until_free(deadline - loop.time())
+            else:
+                return connection
+
+    async def _wait_until_free(self, remaining_s: float) -> None:
+        self._waiting += 1
+        try:
+            async with self._freed:
+                async with asyncio.timeout(max(0.0, remaining_s)):
+                    await self._freed.wait_for(self.can_get_connection)
+        except TimeoutError:
+            # imported here: `ecard serve` must set up shared metrics before prometheus_client is first imported
+            from ecard.kit.metrics import SHED  # noqa: PLC0415
+
+            SHED.labels(reason="cache_pool").inc()
+            raise CacheBusy("every cache connection stayed busy") from None
+        finally:
+            self._waiting -= 1
+
+    async def release(self, connection: AbstractConnection) -> None:
+        await super().release(connection)
+        if self._waiting:
+            async with self._freed:
+                self._freed.notify()
+
+
+def create_redis(url: str, max_connections: int = 200, wait_s: float = 1.0) -> aioredis.Redis:
+    """A Redis client whose pool holds at most `max_connections`; when all are busy a command queues up to
+    `wait_s` for one, then fails with CacheBusy."""
+    pool = BoundedPool.from_url(
         url,
+        wait_s=wait_s,
         socket_connect_timeout=1,
         socket_timeout=2,
         health_check_interval=10,
         retry_on_timeout=False,
-        max_connections=200,
+        max_connections=max_connections,
     )
+    return aioredis.Redis.from_pool(pool)
 
 
 def _read_migrations(directory: Path) -> list[tuple[str, str]]:

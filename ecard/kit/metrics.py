@@ -73,6 +73,12 @@ ARGON2_RUNS = Counter("ecard_argon2_runs", "Argon2 hashes and checks run, by lan
 ARGON2_SHED = Counter(
     "ecard_argon2_shed", "Argon2 work refused 503 overloaded because its lane was full", ["lane"], registry=REGISTRY
 )
+SHED = Counter(
+    "ecard_shed",
+    "Requests refused 503 overloaded because a bounded queue stayed full, by what was full (cache_pool)",
+    ["reason"],
+    registry=REGISTRY,
+)
 OPERATOR_LOGINS = Counter(
     "ecard_operator_logins",
     "Operator login attempts by outcome (opened, refused, locked, throttled, overloaded)",

@@ -128,6 +128,8 @@ def internal_error_handler(request: Request[Any, Any, Any], exc: Exception) -> R
 
     code = unavailable_code(exc)
     _note(request, code or "internal_error")
+    if code == "overloaded":
+        return problem_response(code, "the service is busy; try again shortly", 503)
     if code is not None:
         log.warning("dependency unavailable", extra={"code": code, "path": request.url.path})
         return problem_response(code, "a backing service is unreachable; try again shortly", 503)

@@ -6,6 +6,7 @@ import asyncpg
 import msgspec
 import redis.asyncio as aioredis
 
+from ecard.kit.infra import CacheBusy
 from ecard.ops import store
 
 
@@ -43,6 +44,9 @@ class Readiness:
             database = "unavailable"
         try:
             await store.ping_cache(self._redis)
+        except CacheBusy:
+            # every connection busy past the pool's wait: not ready for more, but not down either
+            cache = "busy"
         except Exception:
             cache = "unavailable"
         ready = database == cache == "ok"

@@ -12,10 +12,12 @@ from ecard.verify.models import (
     check_place,
 )
 from ecard.verify.service import Forwarder, LinkedCodes, VerifyDeps, verify_for_partner
+from ecard.verify.store import GroupCommit
 
 __all__ = [
     "REFUSALS",
     "Forwarder",
+    "GroupCommit",
     "LinkedCodes",
     "ShortText",
     "TerminalId",

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import time
+from typing import Any
 
-from litestar import Controller, get, post
+from litestar import Controller, Request, get, post
 from litestar.di import NamedDependency
 from litestar.params import FromPath, JSONBody
 
@@ -31,10 +32,13 @@ class VerificationController(Controller):
     )
     async def create(
         self,
-        verify_deps: NamedDependency[VerifyDeps],
+        request: Request[Any, Any, Any],
         principal: NamedDependency[Principal],
         data: JSONBody[VerificationRequest],
     ) -> VerificationAnswer:
+        # From the app's state rather than a second dependency: two beside each other are resolved in an anyio
+        # task group on every request, a cost the hot path does not need (load/PROFILE.md).
+        verify_deps: VerifyDeps = request.app.state.verify_deps
         check_place(data.place)
         started = time.perf_counter()
         try:

@@ -33,6 +33,7 @@ REFUSALS = (
     "issuer_unavailable",
     "database_unavailable",
     "cache_unavailable",
+    "overloaded",
 )
 
 

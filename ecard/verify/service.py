@@ -52,6 +52,8 @@ class VerifyDeps:
     issuer: str
     skew_s: int
     prefix: str
+    # the durable records of verifications, written in groups (store.GroupCommit)
+    records: store.GroupCommit
     forwarder: Forwarder | None = None
     linked: LinkedCodes | None = None
     # where reads that tolerate lag go (the holder's history): a streaming replica, or None for `pool`
@@ -214,21 +216,22 @@ async def _record(
             entitled = merchant is not None and merchant.status == "active" and item.item_code in merchant.items
         else:
             entitled = True  # the partner's own instance checked its merchant's entitlement before asking
-        row = await store.record(
-            deps.pool,
-            card_id,
-            verification_id,
-            venue.merchant_id,
-            item.item_code,
-            venue.terminal_id,
-            venue.place,
-            list(item.discloses),
-            cti,
-            to_datetime(now),
-            entitled,
-            venue.via_issuer,
-            venue.merchant_name if venue.via_issuer is not None else None,
-            family_link,
+        row = await deps.records.record(
+            store.NewRecord(
+                card_id,
+                verification_id,
+                venue.merchant_id,
+                item.item_code,
+                venue.terminal_id,
+                venue.place,
+                list(item.discloses),
+                cti,
+                to_datetime(now),
+                entitled,
+                venue.via_issuer,
+                venue.merchant_name if venue.via_issuer is not None else None,
+                family_link,
+            )
         )
     except asyncpg.UniqueViolationError as exc:
         # recorded by an earlier attempt whose answer was lost (the claim was released, the row had committed)

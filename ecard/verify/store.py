@@ -3,7 +3,10 @@ stands; the holder's view of the card's verifications."""
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+import json
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -16,61 +19,144 @@ from ecard.verify.models import RecordedCard, VerificationRow
 # The card's status is read in the same statement that records the verification, so a status change
 # committed before it is always seen, on every worker. This is the one place where this room reads the cards
 # room's tables (cards, cardholders): a call to that room first would be a second round trip, and a status
-# change could commit between the two. The statement only reads them.
-# Likewise the family link a guardian's code names ($13, the code's second id read as a link id; the holder's own
-# codes name a device, which no link has as its id): a link ended before is always seen.
-_RECORD = """
-WITH card AS (
-    SELECT c.card_id, c.status, c.region, h.cardholder_id, h.name_sealed, h.id_sealed
-    FROM cards c JOIN cardholders h USING (cardholder_id)
-    WHERE c.card_id = $1
-), link AS (
-    SELECT relation, status FROM family_links WHERE link_id = $13 AND member_card_id = $1
+# change could commit between the two. The statement only reads them. It records many verifications at once
+# (group commit), one row per input by its ordinal `n`.
+_RECORD_MANY = """
+WITH input AS (
+    SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[],
+                         $8::bytea[], $9::timestamptz[], $10::bool[], $11::text[], $12::text[], $13::text[])
+        WITH ORDINALITY AS i(card_id, verification_id, merchant_id, item_code, terminal_id, place, disclosed, cti,
+                             verified_at, entitled, via_issuer, merchant_name, family_link, n)
+), card AS (
+    SELECT i.*, c.status, c.region, h.cardholder_id, h.name_sealed, h.id_sealed,
+           l.relation AS family_relation, l.status AS family_status
+    FROM input i JOIN cards c ON c.card_id = i.card_id JOIN cardholders h ON h.cardholder_id = c.cardholder_id
+    LEFT JOIN family_links l ON l.link_id = i.family_link AND l.member_card_id = i.card_id
 ), recorded AS (
     INSERT INTO verifications (verification_id, card_id, merchant_id, item_code, terminal_id, place, disclosed, cti,
                                verified_at, via_issuer, merchant_name, family_relation)
-    SELECT $2, card.card_id, $3, $4, $5, $6, $7, $8, $9, $11, $12, (SELECT relation FROM link)
-    FROM card WHERE card.status = 'active' AND $10 AND coalesce((SELECT status FROM link), 'active') = 'active'
+    SELECT verification_id, card_id, merchant_id, item_code, terminal_id, place::jsonb,
+           ARRAY(SELECT e FROM jsonb_array_elements_text(disclosed::jsonb) WITH ORDINALITY AS d(e, k) ORDER BY k),
+           cti, verified_at, via_issuer, merchant_name, family_relation
+    FROM card WHERE card.status = 'active' AND card.entitled AND coalesce(card.family_status, 'active') = 'active'
     RETURNING verification_id
 )
-SELECT card.*, (SELECT status FROM link) AS family_status, (SELECT verification_id FROM recorded) AS verification_id
-FROM card
+SELECT card.n, card.card_id, card.status, card.region, card.cardholder_id, card.name_sealed, card.id_sealed,
+       card.family_status, recorded.verification_id
+FROM card LEFT JOIN recorded USING (verification_id)
 """
 
 
-async def record(
-    pool: asyncpg.Pool,
-    card_id: str,
-    verification_id: str,
-    merchant_id: str,
-    item_code: str,
-    terminal_id: str | None,
-    place: dict[str, Any] | None,
-    disclosed: list[str],
-    cti: bytes,
-    at: datetime,
-    entitled: bool,
-    via_issuer: str | None = None,
-    merchant_name: str | None = None,
-    family_link: str | None = None,
-) -> RecordedCard | None:
-    row = await pool.fetchrow(
-        _RECORD,
-        card_id,
-        verification_id,
-        merchant_id,
-        item_code,
-        terminal_id,
-        place,
-        disclosed,
-        cti,
-        at,
-        entitled,
-        via_issuer,
-        merchant_name,
-        family_link,
+@dataclass(frozen=True)
+class NewRecord:
+    """One verification to record (when its card stands), as `record` takes it."""
+
+    card_id: str
+    verification_id: str
+    merchant_id: str
+    item_code: str
+    terminal_id: str | None
+    place: dict[str, Any] | None
+    disclosed: list[str]
+    cti: bytes
+    at: datetime
+    entitled: bool
+    via_issuer: str | None
+    merchant_name: str | None
+    # the family link a guardian's code names (its second id read as a link id); None for the holder's own
+    family_link: str | None = None
+
+
+async def record_many(pool: asyncpg.Pool, records: list[NewRecord]) -> list[RecordedCard | None]:
+    """`record` for each of `records` in one statement and one commit; in their order."""
+    rows = await pool.fetch(
+        _RECORD_MANY,
+        [r.card_id for r in records],
+        [r.verification_id for r in records],
+        [r.merchant_id for r in records],
+        [r.item_code for r in records],
+        [r.terminal_id for r in records],
+        [None if r.place is None else json.dumps(r.place) for r in records],
+        [json.dumps(r.disclosed) for r in records],
+        [r.cti for r in records],
+        [r.at for r in records],
+        [r.entitled for r in records],
+        [r.via_issuer for r in records],
+        [r.merchant_name for r in records],
+        [r.family_link for r in records],
     )
-    return RecordedCard(**row) if row else None
+    by_n = {int(row["n"]): row for row in rows}
+    found = [by_n.get(n) for n in range(1, len(records) + 1)]
+    return [None if row is None else RecordedCard(**{k: v for k, v in row.items() if k != "n"}) for row in found]
+
+
+class GroupCommit:
+    """The records of verifications that arrive together go to PostgreSQL in one statement and one commit.
+
+    A record waits at most for the writes already in flight (`in_flight` at once); whatever arrived meanwhile goes
+    in the next. Each caller gets its answer only once the statement holding its own record has committed. A
+    batch that hits a code recorded before (a retry whose first answer was lost) is written again one by one,
+    so that only that request is refused."""
+
+    def __init__(self, pool: asyncpg.Pool, in_flight: int = 4, max_rows: int = 200) -> None:
+        self._pool = pool
+        self._in_flight_max = in_flight
+        self._max_rows = max_rows
+        self._in_flight = 0
+        self._waiting: list[tuple[NewRecord, asyncio.Future[RecordedCard | None]]] = []
+        self._scheduled = False
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    async def record(self, new: NewRecord) -> RecordedCard | None:
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[RecordedCard | None] = loop.create_future()
+        self._waiting.append((new, future))
+        self._schedule(loop)
+        return await future
+
+    def _schedule(self, loop: asyncio.AbstractEventLoop) -> None:
+        # on the next turn of the loop, so that every record arriving in this one joins the batch
+        if not self._scheduled and self._waiting and self._in_flight < self._in_flight_max:
+            self._scheduled = True
+            loop.call_soon(self._flush)
+
+    def _flush(self) -> None:
+        self._scheduled = False
+        batch, self._waiting = self._waiting[: self._max_rows], self._waiting[self._max_rows :]
+        self._in_flight += 1
+        task = asyncio.get_running_loop().create_task(self._write(batch))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        self._schedule(asyncio.get_running_loop())
+
+    async def _write(self, batch: list[tuple[NewRecord, asyncio.Future[RecordedCard | None]]]) -> None:
+        try:
+            try:
+                rows = await record_many(self._pool, [new for new, _ in batch])
+            except asyncpg.UniqueViolationError:
+                await self._one_by_one(batch)
+            except Exception as exc:
+                for _, future in batch:
+                    if not future.done():
+                        future.set_exception(exc)
+            else:
+                for (_, future), row in zip(batch, rows, strict=True):
+                    if not future.done():
+                        future.set_result(row)
+        finally:
+            self._in_flight -= 1
+            self._schedule(asyncio.get_running_loop())
+
+    async def _one_by_one(self, batch: list[tuple[NewRecord, asyncio.Future[RecordedCard | None]]]) -> None:
+        for new, future in batch:
+            try:
+                row = await record_many(self._pool, [new])
+            except Exception as exc:
+                if not future.done():
+                    future.set_exception(exc)
+            else:
+                if not future.done():
+                    future.set_result(row[0])
 
 
 async def claim(
