@@ -64,7 +64,18 @@ async def _round(pool: asyncpg.Pool, rows: int, tasks: int) -> float:
             card = f"crd_{(offset + i) % CARDS}"
             at = datetime.now(UTC)
             new = NewRecord(
-                card, new_id("vrf"), "mch_1", "wl-030", "T1", None, ["pseudonym"], os.urandom(16), at, True, None, None
+                card,
+                new_id("vrf"),
+                "mch_1",
+                "wl-030",
+                "T1",
+                None,
+                ["pseudonym"],
+                os.urandom(16),
+                at,
+                entitled=True,
+                via_issuer=None,
+                merchant_name=None,
             )
             await record_many(pool, [new])
 
