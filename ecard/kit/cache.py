@@ -11,8 +11,10 @@ code's claim and its key's flag are always read in one slot (docs/redis-keys.md)
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import secrets
+import time
 
 import redis.asyncio as aioredis
 
@@ -58,7 +60,27 @@ async def claim(redis: aioredis.Redis, key: str, token: bytes, ex: int | None = 
 
 
 async def release(redis: aioredis.Redis, keys: list[str], token: bytes) -> None:
-    """Give claims back; best effort, since the cache may be the thing that is down."""
+    """Give claims back. A claim the cache cannot give back now (a master failed, the cluster is electing
+    another) is given back in the background, for as long as `RELEASE_FOR_S`: a code presented during a
+    failover must not be used up by it."""
     for key in keys:
+        try:
+            await redis.eval(_RELEASE, 1, key, token)
+        except aioredis.RedisError:
+            later = asyncio.create_task(_release_later(redis, key, token))
+            _RELEASING.add(later)
+            later.add_done_callback(_RELEASING.discard)
+
+
+RELEASE_FOR_S = 60.0
+RELEASE_EVERY_S = 0.2
+_RELEASING: set[asyncio.Task[None]] = set()
+
+
+async def _release_later(redis: aioredis.Redis, key: str, token: bytes) -> None:
+    deadline = time.monotonic() + RELEASE_FOR_S
+    while time.monotonic() < deadline:
+        await asyncio.sleep(RELEASE_EVERY_S)
         with contextlib.suppress(aioredis.RedisError):
             await redis.eval(_RELEASE, 1, key, token)
+            return

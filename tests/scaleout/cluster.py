@@ -77,6 +77,8 @@ class RedisClusterProcesses:
                 "cluster-port": node.bus_port,
                 "cluster-config-file": node.folder / "nodes.conf",
                 "cluster-node-timeout": NODE_TIMEOUT_MS,
+                # a replica takes over however long ago it last heard from its master
+                "cluster-replica-validity-factor": 0,
                 "dir": node.folder,
                 "save": "",
                 "appendonly": "no",
@@ -106,6 +108,19 @@ class RedisClusterProcesses:
         )
         assert created.returncode == 0, created.stdout.decode() + created.stderr.decode()
         self.wait_healthy()
+        self._wait_replicas_synced()
+
+    def _wait_replicas_synced(self) -> None:
+        """Until every replica has its master's data: only then can it take over."""
+        deadline = time.monotonic() + READY_DEADLINE_S
+        for node in self.nodes:
+            with node.client() as client:
+                while True:
+                    info = client.info("replication")
+                    if info["role"] == "master" or info.get("master_link_status") == "up":
+                        break
+                    assert time.monotonic() < deadline, f"the replica on {node.port} did not sync"
+                    time.sleep(0.05)
 
     def stop(self) -> None:
         for node in self.nodes:
