@@ -19,6 +19,10 @@ import time
 import redis.asyncio as aioredis
 
 SHARDS = 64
+RELEASE_FOR_S = 60.0
+RELEASE_EVERY_S = 0.2
+# releases waiting for the cache to come back (a task needs a reference until it is done)
+_RELEASING: set[asyncio.Task[None]] = set()
 
 # delete the key only while it still holds this claim's token: a release never frees another request's claim
 _RELEASE = "if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end return 0"
@@ -60,21 +64,19 @@ async def claim(redis: aioredis.Redis, key: str, token: bytes, ex: int | None = 
 
 
 async def release(redis: aioredis.Redis, keys: list[str], token: bytes) -> None:
-    """Give claims back. A claim the cache cannot give back now (a master failed, the cluster is electing
-    another) is given back in the background, for as long as `RELEASE_FOR_S`: a code presented during a
+    """Give claims back, all at once. A claim the cache cannot give back now (a master failed, the cluster is
+    electing another) is given back in the background, for as long as `RELEASE_FOR_S`: a code presented during a
     failover must not be used up by it."""
-    for key in keys:
-        try:
-            await redis.eval(_RELEASE, 1, key, token)
-        except aioredis.RedisError:
-            later = asyncio.create_task(_release_later(redis, key, token))
-            _RELEASING.add(later)
-            later.add_done_callback(_RELEASING.discard)
+    await asyncio.gather(*(_release(redis, key, token) for key in keys))
 
 
-RELEASE_FOR_S = 60.0
-RELEASE_EVERY_S = 0.2
-_RELEASING: set[asyncio.Task[None]] = set()
+async def _release(redis: aioredis.Redis, key: str, token: bytes) -> None:
+    try:
+        await redis.eval(_RELEASE, 1, key, token)
+    except aioredis.RedisError:
+        later = asyncio.create_task(_release_later(redis, key, token))
+        _RELEASING.add(later)
+        later.add_done_callback(_RELEASING.discard)
 
 
 async def _release_later(redis: aioredis.Redis, key: str, token: bytes) -> None:

@@ -31,11 +31,13 @@ def _forget_dead_workers(folder: Path) -> None:
     """Drop the live gauges of workers that died (the server starts others in their place): a worker killed with
     work in flight must not count as busy for ever. Counters and histograms stay: their totals include it."""
     for path in folder.glob("gauge_live*_*.db"):
-        pid = int(path.stem.rsplit("_", 1)[1])
+        pid = path.stem.rsplit("_", 1)[1]
+        if not pid.isdigit():
+            continue
         try:
-            os.kill(pid, 0)
+            os.kill(int(pid), 0)
         except ProcessLookupError:
-            multiprocess.mark_process_dead(pid, str(folder))  # type: ignore[no-untyped-call]
+            multiprocess.mark_process_dead(int(pid), str(folder))  # type: ignore[no-untyped-call]
         except PermissionError:
             continue  # a process of another user took the pid: not ours, but alive
 

@@ -5,7 +5,10 @@ cluster (see conftest.py); below them, what only a cluster shows: where the keys
 
 from __future__ import annotations
 
+import pytest
+
 from ecard.kit import cache
+from ecard.kit.infra import create_redis
 from tests.clients.test_signed_requests import (
     test_a_refused_signature_does_not_spend_its_nonce,
     test_an_exact_replay_of_a_code_request_is_refused,
@@ -145,3 +148,9 @@ def test_the_cluster_has_three_masters_each_with_a_replica(redis_cluster: RedisC
         with node.client() as client:
             roles.append(client.info("replication")["role"])
     assert sorted(roles) == ["master"] * 3 + ["slave"] * 3
+
+
+@pytest.mark.parametrize("url", ["redis+cluster://", "redis+cluster://127.0.0.1", "redis+cluster://h:1,h:port"])
+def test_a_cluster_url_without_host_and_port_is_refused_with_what_it_wants(url: str) -> None:
+    with pytest.raises(ValueError, match=r"host:port\[,host:port\.\.\.\]"):
+        create_redis(url)
