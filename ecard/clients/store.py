@@ -6,6 +6,7 @@ import asyncpg
 import redis.asyncio as aioredis
 
 from ecard.clients.models import KeyRow
+from ecard.kit import cache
 from ecard.kit.infra import Executor
 
 
@@ -63,5 +64,5 @@ async def set_owner_status(conn: Executor, owner_id: str, status: str) -> list[s
 
 
 async def claim_nonce(redis: aioredis.Redis, key: str, ttl_s: int) -> bool:
-    """True when this nonce had not been claimed before (SET NX with the window's TTL)."""
-    return bool(await redis.set(key, b"1", nx=True, ex=ttl_s))
+    """True when this nonce had not been claimed before (a claim with the window's TTL, ecard/kit/cache.py)."""
+    return await cache.claim(redis, key, cache.new_token(), ex=ttl_s)

@@ -16,7 +16,7 @@ from cryptography.hazmat.primitives.asymmetric import ed25519
 from ecard.codes import store
 from ecard.codes.models import EpochRow
 from ecard.config import Settings
-from ecard.kit import audit
+from ecard.kit import audit, cache
 from ecard.kit.clock import Clock, iso, to_datetime
 from ecard.kit.crypto import Keys, b64u, b64u_decode, card_ref_epoch
 from ecard.kit.infra import Conn
@@ -98,8 +98,15 @@ class KeyRing:
             settings.issuer_signing_key,
         )
 
-    def revoked_flag(self, kid: bytes) -> str:
-        return f"{self._prefix}revoked-kid:{kid.hex()}"
+    def revoked_flag(self, kid: bytes, near: bytes) -> str:
+        """The copy of the key's revocation flag in the shard of `near` (a code's cti: the slot of its claim)."""
+        return self._flag(kid, cache.shard_tag(near))
+
+    def _flag(self, kid: bytes, tag: str) -> str:
+        return f"{self._prefix}{tag}:revoked-kid:{kid.hex()}"
+
+    def _every_copy(self, kids: list[bytes]) -> list[str]:
+        return [self._flag(kid, tag) for kid in kids for tag in cache.all_shard_tags()]
 
     async def ensure_active(self) -> None:
         """Make sure an active key exists (the environment's, else a new one); safe from many workers at once."""
@@ -145,7 +152,7 @@ class KeyRing:
             before = await store.revoke(conn, kid, to_datetime(self._clock.now()))
             if before is None:
                 raise Refusal("unknown_key", "no issuer key has this kid")
-            await store.flag_revoked(self._redis, [self.revoked_flag(kid)])
+            await store.flag_revoked(self._redis, self._every_copy([kid]))
             replaced_by = b64u(await self._insert_new(conn)) if before == "active" else None
             await audit.record(
                 conn, actor, "issuer_key.revoked", b64u(kid), {"was": before, "replaced_by": replaced_by}
@@ -163,7 +170,7 @@ class KeyRing:
 
     async def republish_revocations(self) -> None:
         """Restore the Redis flags from PostgreSQL (a cache that lost its data must not un-revoke a key)."""
-        await store.flag_revoked(self._redis, [self.revoked_flag(kid) for kid in await store.revoked_kids(self._pool)])
+        await store.flag_revoked(self._redis, self._every_copy(await store.revoked_kids(self._pool)))
 
     async def refresh(self) -> None:
         async with self._lock:
@@ -203,9 +210,11 @@ class KeyRing:
                 continue
 
     def _trusted_flags(self) -> list[str]:
+        """The flags of every key still trusted, all from one shard (any one: each has a copy of every flag)."""
         now = self._clock.now()
+        tag = cache.any_shard_tag()
         return [
-            self.revoked_flag(kid)
+            self._flag(kid, tag)
             for kid, key in self._by_kid.items()
             if key.status == "active" or (key.status == "retired" and (key.not_after or now) >= now)
         ]
@@ -219,7 +228,9 @@ class KeyRing:
         """The active key to sign new codes with; never one revoked a moment ago elsewhere.
 
         The request's nonce, when its route deferred it, is claimed in the same round trip."""
-        fresh, flagged = await store.claim_nonce_and_read_flags(self._redis, nonce, self._trusted_flags())
+        fresh, flagged = await store.claim_nonce_and_read_flags(
+            self._redis, nonce, self._trusted_flags(), cache.new_token()
+        )
         if not fresh:
             raise Refusal("nonce_reused", "this nonce has been used already")
         if flagged:

@@ -8,6 +8,7 @@ import asyncpg
 import redis.asyncio as aioredis
 
 from ecard.codes.models import EpochRow, IssuerKeyRow
+from ecard.kit import cache
 from ecard.kit.infra import Conn, Executor
 from ecard.kit.principal import NonceClaim
 
@@ -82,21 +83,36 @@ async def start_epoch(conn: Conn, at: datetime, actor: str) -> int:
 
 
 async def flag_revoked(redis: aioredis.Redis, flags: list[str]) -> None:
+    """Set the flags (every copy of each: they lie in many slots, so one SET each, batched per node)."""
     if flags:
-        await redis.mset(dict.fromkeys(flags, b"1"))
+        async with redis.pipeline(transaction=False) as pipe:
+            for flag in flags:
+                pipe.set(flag, b"1")
+            await pipe.execute()
 
 
 async def any_flagged(redis: aioredis.Redis, flags: list[str]) -> bool:
-    return bool(flags) and any(await redis.mget(flags))
+    """`flags` all carry one hash tag, so that one EXISTS reads them from one slot."""
+    return bool(flags) and await redis.exists(*flags) > 0
 
 
 async def claim_nonce_and_read_flags(
-    redis: aioredis.Redis, nonce: NonceClaim | None, flags: list[str]
+    redis: aioredis.Redis, nonce: NonceClaim | None, flags: list[str], token: bytes
 ) -> tuple[bool, bool]:
-    """(nonce fresh, a flag set): the request's deferred nonce and the revocation flags in one round trip."""
-    async with redis.pipeline(transaction=False) as pipe:
+    """(nonce fresh, a flag set): the request's deferred nonce and the revocation flags in one round trip.
+
+    On a cluster they lie in two slots (the client key's and the flags' shard): a node that fails leaves the
+    nonce given back, as if the request never came."""
+    try:
+        async with redis.pipeline(transaction=False) as pipe:
+            if nonce is not None:
+                cache.queue_claim(pipe, nonce.key, token, ex=nonce.ttl_s)
+            if flags:
+                pipe.exists(*flags)
+            answers = await pipe.execute()
+    except aioredis.RedisError:
         if nonce is not None:
-            pipe.set(nonce.key, b"1", nx=True, ex=nonce.ttl_s)
-        pipe.mget(flags)
-        answers = await pipe.execute()
-    return (bool(answers[0]) if nonce is not None else True), any(answers[-1])
+            await cache.release(redis, [nonce.key], token)
+        raise
+    fresh = cache.won(answers[0], token) if nonce is not None else True
+    return fresh, bool(flags) and answers[-1] > 0

@@ -9,14 +9,17 @@ import logging
 import traceback
 from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Any, TypeAlias
-from urllib.parse import urlsplit, urlunsplit
+from typing import Any, TypeAlias, cast
+from urllib.parse import unquote, urlsplit, urlunsplit
 
 import asyncpg
 import redis.asyncio as aioredis
 import redis.exceptions
 from asyncpg.pool import PoolConnectionProxy
+from redis.asyncio.cluster import ClusterNode, RedisCluster
 from redis.asyncio.connection import AbstractConnection
+from redis.asyncio.retry import Retry
+from redis.backoff import ExponentialBackoff
 
 log = logging.getLogger("ecard.infra")
 
@@ -29,6 +32,10 @@ MIGRATIONS_DIR = Path(__file__).resolve().parent.parent / "migrations"
 _MIGRATION_LOCK = 0x6563617264
 
 
+# A cluster that has lost a master and not yet promoted its replica, or is moving the slot asked for.
+_CLUSTER_OUTAGE = (redis.exceptions.ClusterError, redis.exceptions.TryAgainError, redis.exceptions.SlotNotCoveredError)
+
+
 def unavailable_code(exc: BaseException) -> str | None:
     """The 503 problem code for an outage of a backing service, or None for a real bug.
 
@@ -38,6 +45,8 @@ def unavailable_code(exc: BaseException) -> str | None:
     if isinstance(exc, CacheBusy):
         return "overloaded"
     if isinstance(exc, redis.exceptions.ConnectionError | redis.exceptions.TimeoutError):
+        return "cache_unavailable"
+    if isinstance(exc, _CLUSTER_OUTAGE):
         return "cache_unavailable"
     if isinstance(
         exc,
@@ -146,7 +155,9 @@ class BoundedPool(aioredis.ConnectionPool):
 
 def create_redis(url: str, max_connections: int = 200, wait_s: float = 1.0) -> aioredis.Redis:
     """A Redis client whose pool holds at most `max_connections`; when all are busy a command queues up to
-    `wait_s` for one, then fails with CacheBusy."""
+    `wait_s` for one, then fails with CacheBusy. A `redis+cluster://` URL gives a cluster client."""
+    if url.startswith(CLUSTER_SCHEME):
+        return _create_cluster(url)
     pool = BoundedPool.from_url(
         url,
         wait_s=wait_s,
@@ -157,6 +168,40 @@ def create_redis(url: str, max_connections: int = 200, wait_s: float = 1.0) -> a
         max_connections=max_connections,
     )
     return aioredis.Redis.from_pool(pool)
+
+
+# --- Redis Cluster (issue 13, scale-out) ------------------------------------------------------------------
+
+CLUSTER_SCHEME = "redis+cluster://"
+
+
+def _create_cluster(url: str) -> aioredis.Redis:
+    """A Redis / Valkey Cluster client for `redis+cluster://[:password@]host:port[,host:port...]`.
+
+    The client learns the slot map from any node that answers, and learns it again after a connection error
+    (a failed master) or a MOVED answer (a promoted replica), so traffic recovers without a restart. Its few
+    retries are safe for the service's claims: every claim is a `SET ... NX GET` of a value of its own
+    (ecard/kit/cache.py), so a retried claim recognises its own earlier write. It is typed as the plain client:
+    the service uses only commands both have, on keys whose hash tags keep every atomic step in one slot
+    (docs/redis-keys.md)."""
+    rest = url.removeprefix(CLUSTER_SCHEME)
+    password, _, hosts = rest.rpartition("@")
+    nodes = []
+    for host_port in hosts.split("/")[0].split(","):
+        host, _, port = host_port.strip().rpartition(":")
+        if not host or not port.isdigit():
+            raise ValueError("ECARD_REDIS_URL: redis+cluster:// wants host:port[,host:port...]")
+        nodes.append(ClusterNode(host, int(port)))
+    cluster = RedisCluster(
+        startup_nodes=nodes,
+        password=unquote(password.removeprefix(":")) or None,
+        socket_connect_timeout=1,
+        socket_timeout=2,
+        health_check_interval=10,
+        max_connections=200,
+        retry=Retry(ExponentialBackoff(cap=0.5, base=0.05), retries=3),
+    )
+    return cast("aioredis.Redis", cluster)
 
 
 def _read_migrations(directory: Path) -> list[tuple[str, str]]:

@@ -8,6 +8,7 @@ without that folder (tests, tools) keeps its values in memory.
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest, multiprocess
 
@@ -18,11 +19,27 @@ MULTIPROCESS_ENV = "PROMETHEUS_MULTIPROC_DIR"
 
 def exposition() -> bytes:
     """The text form of every metric: all workers' when they share a folder, else this process's."""
-    if os.environ.get(MULTIPROCESS_ENV):
+    if folder := os.environ.get(MULTIPROCESS_ENV):
+        _forget_dead_workers(Path(folder))
         registry = CollectorRegistry()
         multiprocess.MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
         return generate_latest(registry)
     return generate_latest(REGISTRY)
+
+
+def _forget_dead_workers(folder: Path) -> None:
+    """Drop the live gauges of workers that died (the server starts others in their place): a worker killed with
+    work in flight must not count as busy for ever. Counters and histograms stay: their totals include it."""
+    for path in folder.glob("gauge_live*_*.db"):
+        pid = path.stem.rsplit("_", 1)[1]
+        if not pid.isdigit():
+            continue
+        try:
+            os.kill(int(pid), 0)
+        except ProcessLookupError:
+            multiprocess.mark_process_dead(int(pid), str(folder))  # type: ignore[no-untyped-call]
+        except PermissionError:
+            continue  # a process of another user took the pid: not ours, but alive
 
 
 VERIFICATIONS = Counter("ecard_verifications_total", "Verifications by result code", ["result"], registry=REGISTRY)

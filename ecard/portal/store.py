@@ -167,7 +167,8 @@ class Held:
         self._prefix = f"{prefix}portal:"
 
     def _key(self, kind: str, name: str) -> str:
-        return f"{self._prefix}{kind}:{name}"
+        # the name is the hash tag: a login's request and its ending, read together, lie in one slot
+        return f"{self._prefix}{kind}:{{{name}}}"
 
     async def first_use_of_assertion(self, client_id: str, jti_digest: str, ttl_s: int) -> bool:
         """True the first time a client's assertion id is seen (it is then remembered for `ttl_s`)."""
@@ -219,8 +220,11 @@ class Held:
     async def hold_access(
         self, token_digest: str, access: AccessGrant, ttl_s: int, code_digest: str, spent_ttl_s: int
     ) -> None:
-        """The access token's grant, and which token the code was spent on, together."""
-        async with self._redis.pipeline(transaction=True) as pipe:
+        """The access token's grant, and which token the code was spent on, in one round trip.
+
+        Not one transaction: the two keys are found by different names, so on a cluster they lie in different
+        slots. Neither is any use alone: the token is handed out only after both are written."""
+        async with self._redis.pipeline(transaction=False) as pipe:
             pipe.set(self._key("at", token_digest), msgspec.json.encode(access), ex=ttl_s)
             pipe.set(self._key("spent", code_digest), token_digest, ex=spent_ttl_s)
             await pipe.execute()

@@ -12,6 +12,7 @@ import redis.asyncio as aioredis
 from ecard.cards import mask_name
 from ecard.catalog import Catalog, Item
 from ecard.codes import KeyRing, Token, check_signature, decode
+from ecard.kit import cache
 from ecard.kit.clock import Clock, iso, to_datetime
 from ecard.kit.crypto import Keys, SealError
 from ecard.kit.ids import id_from_bytes, id_to_bytes, new_id
@@ -152,7 +153,7 @@ async def _entitled_merchant(deps: VerifyDeps, merchant_id: str, item: Item) -> 
 
 
 async def _claim_nonce(deps: VerifyDeps, nonce: NonceClaim | None) -> None:
-    if not await store.claim_nonce(deps.redis, nonce):
+    if not await store.claim_nonce(deps.redis, nonce, cache.new_token()):
         raise Refusal("nonce_reused", "this nonce has been used already")
 
 
@@ -160,18 +161,20 @@ async def _decide(
     token: Token, item: Item, venue: Venue, nonce: NonceClaim | None, now: float, deps: VerifyDeps
 ) -> Verification:
     """Single use, card status, entitlement, record, disclosure: for a code this issuer made."""
-    cti_key = f"{deps.prefix}cti:{token.cti.hex()}"
+    cti_key = store.code_claim_key(deps.prefix, token.cti)
+    mine = cache.new_token()
     nonce_fresh, revoked, fresh = await store.claim(
         deps.redis,
         nonce,
-        deps.ring.revoked_flag(token.kid),
+        deps.ring.revoked_flag(token.kid, token.cti),
         cti_key,
         (token.expires_at + deps.skew_s + 1) * 1000,
+        mine,
     )
     if not nonce_fresh:
         # a replayed request: it must not have taken the code it carries
         if fresh:
-            await store.release(deps.redis, cti_key)
+            await store.release(deps.redis, cti_key, mine)
         raise Refusal("nonce_reused", "this nonce has been used already")
     if revoked:
         raise Refusal("key_revoked", "the key that signed this code has been revoked")
@@ -180,7 +183,7 @@ async def _decide(
         await deps.risk.replay(card_id, venue.merchant_id, token.cti.hex())
         raise Refusal("code_already_used", "this code has been used already")
     family_link = id_from_bytes("fam", shown_by)
-    return await _record(card_id, token.cti, cti_key, item, venue, now, deps, family_link=family_link)
+    return await _record(card_id, token.cti, (cti_key, mine), item, venue, now, deps, family_link=family_link)
 
 
 async def _linked(
@@ -191,17 +194,18 @@ async def _linked(
     await _claim_nonce(deps, principal.nonce)
     card_id = await deps.linked.card_of(code)
     cti = hashlib.sha256(code.encode()).digest()[:16]
-    cti_key = f"{deps.prefix}cti:{cti.hex()}"
-    if not await store.claim_code(deps.redis, cti_key, 24 * 3600):
+    cti_key = store.code_claim_key(deps.prefix, cti)
+    mine = cache.new_token()
+    if not await store.claim_code(deps.redis, cti_key, 24 * 3600, mine):
         await deps.risk.replay(card_id, venue.merchant_id, cti.hex())
         raise Refusal("code_already_used", "this code has been used already")
-    return await _record(card_id, cti, cti_key, item, venue, now, deps)
+    return await _record(card_id, cti, (cti_key, mine), item, venue, now, deps)
 
 
 async def _record(
     card_id: str,
     cti: bytes,
-    cti_key: str,
+    claimed: tuple[str, bytes],
     item: Item,
     venue: Venue,
     now: float,
@@ -209,6 +213,7 @@ async def _record(
     *,
     family_link: str | None = None,
 ) -> Verification:
+    """`claimed`: the code's claim (key, token), given back when the outcome is unknown."""
     verification_id = new_id("vrf")
     try:
         if venue.via_issuer is None:
@@ -238,7 +243,7 @@ async def _record(
         raise Refusal("code_already_used", "this code has been used already") from exc
     except Exception:
         # An outage is no answer about the code: release the claim so the terminal's retry can still use it.
-        await store.release(deps.redis, cti_key)
+        await store.release(deps.redis, *claimed)
         raise
     if row is None:
         raise Refusal("malformed_code", "the code names no card")

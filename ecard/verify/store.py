@@ -4,7 +4,6 @@ stands; the holder's view of the card's verifications."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 from dataclasses import dataclass
 from datetime import datetime
@@ -13,6 +12,7 @@ from typing import Any
 import asyncpg
 import redis.asyncio as aioredis
 
+from ecard.kit import cache
 from ecard.kit.principal import NonceClaim
 from ecard.verify.models import RecordedCard, VerificationRow
 
@@ -159,35 +159,51 @@ class GroupCommit:
                     future.set_result(row[0])
 
 
+def code_claim_key(prefix: str, cti: bytes) -> str:
+    """The single-use claim of a code, in the slot of its shard (where its key's revocation flag has a copy)."""
+    return f"{prefix}{cache.shard_tag(cti)}:cti:{cti.hex()}"
+
+
 async def claim(
-    redis: aioredis.Redis, nonce: NonceClaim | None, revoked_flag: str, cti_key: str, expires_at_ms: int
+    redis: aioredis.Redis,
+    nonce: NonceClaim | None,
+    revoked_flag: str,
+    cti_key: str,
+    expires_at_ms: int,
+    token: bytes,
 ) -> tuple[bool, bool, bool]:
     """(nonce fresh, key revoked, code fresh): the request's nonce (when the edge deferred it), the
-    revocation flag and the code's single-use claim, in one round trip."""
-    async with redis.pipeline(transaction=False) as pipe:
-        if nonce is not None:
-            pipe.set(nonce.key, b"1", nx=True, ex=nonce.ttl_s)
-        pipe.exists(revoked_flag)
-        pipe.set(cti_key, b"1", nx=True, pxat=expires_at_ms)
-        answers = await pipe.execute()
-    nonce_fresh = bool(answers[0]) if nonce is not None else True
-    return nonce_fresh, bool(answers[-2]), bool(answers[-1])
+    revocation flag and the code's single-use claim, in one round trip.
+
+    On a cluster the nonce lives in its client key's slot and the flag and the claim in the code's slot
+    (docs/redis-keys.md): a node that fails leaves the other's claims given back, as if the request never came."""
+    try:
+        async with redis.pipeline(transaction=False) as pipe:
+            if nonce is not None:
+                cache.queue_claim(pipe, nonce.key, token, ex=nonce.ttl_s)
+            pipe.exists(revoked_flag)
+            cache.queue_claim(pipe, cti_key, token, pxat=expires_at_ms)
+            answers = await pipe.execute()
+    except aioredis.RedisError:
+        await cache.release(redis, [*([nonce.key] if nonce is not None else []), cti_key], token)
+        raise
+    nonce_fresh = cache.won(answers[0], token) if nonce is not None else True
+    return nonce_fresh, bool(answers[-2]), cache.won(answers[-1], token)
 
 
-async def release(redis: aioredis.Redis, cti_key: str) -> None:
+async def release(redis: aioredis.Redis, cti_key: str, token: bytes) -> None:
     """Give a claimed code back; best effort, since the cache may be the thing that is down."""
-    with contextlib.suppress(aioredis.RedisError):
-        await redis.delete(cti_key)
+    await cache.release(redis, [cti_key], token)
 
 
-async def claim_nonce(redis: aioredis.Redis, nonce: NonceClaim | None) -> bool:
+async def claim_nonce(redis: aioredis.Redis, nonce: NonceClaim | None, token: bytes) -> bool:
     """True when the request's deferred nonce (if any) had not been claimed before."""
-    return nonce is None or bool(await redis.set(nonce.key, b"1", nx=True, ex=nonce.ttl_s))
+    return nonce is None or await cache.claim(redis, nonce.key, token, ex=nonce.ttl_s)
 
 
-async def claim_code(redis: aioredis.Redis, cti_key: str, ttl_s: int) -> bool:
+async def claim_code(redis: aioredis.Redis, cti_key: str, ttl_s: int, token: bytes) -> bool:
     """True when this code had not been used before (a linked platform's code, claimed by its hash)."""
-    return bool(await redis.set(cti_key, b"1", nx=True, ex=ttl_s))
+    return await cache.claim(redis, cti_key, token, ex=ttl_s)
 
 
 async def verifications_of_card(pool: asyncpg.Pool, card_id: str, limit: int) -> list[VerificationRow]:
