@@ -23,6 +23,12 @@ from ecard.codes.http import CodeController
 from ecard.config import Settings
 from ecard.depth import Depth
 from ecard.depth.http import DepthController
+from ecard.disbursements import DisbursementPolicy, Disbursements, Payer, PayerPolicy
+from ecard.disbursements.http import (
+    DisbursementAdminController,
+    DisbursementController,
+    HolderDisbursementController,
+)
 from ecard.federation import Audience, Federation, FederationSettings, IssuerRequestKeys
 from ecard.federation.http import FederationController, IssuerRequestKeyController, PartnerAdminController
 from ecard.kit.audit import AuditSealer
@@ -78,6 +84,8 @@ COLLABORATORS = (
     "catalog",
     "merchants",
     "depth",
+    # disbursement (issue 12)
+    "disbursements",
 )
 
 
@@ -226,6 +234,42 @@ def create_app(settings: Settings, clock: Clock | None = None) -> Litestar:
         if bank is not None:
             recovery = state.recovery = Recovery(pool, clock, bank, settings.payment_recovery_grace_s)
             background.start("payment_recovery", lambda: recovery.run(settings.payment_recovery_interval_s))
+        # disbursement (issue 12): batches validated on upload, paid by a supervised payer once approved
+        payer_box: list[Payer] = []
+
+        def wake_disbursements() -> None:
+            callbacks.wake()
+            for payer in payer_box:
+                payer.wake()
+
+        state.disbursements = Disbursements(
+            pool,
+            clock,
+            merchants,
+            catalog,
+            cards,
+            destinations.check,
+            wake_disbursements,
+            DisbursementPolicy(settings.disbursement_dual_approval_fen, settings.disbursement_approval_ttl_s),
+        )
+        if bank is not None:
+            payer_box.append(
+                Payer(
+                    pool,
+                    clock,
+                    bank,
+                    state.disbursements,
+                    callbacks.wake,
+                    PayerPolicy(
+                        concurrency=settings.disbursement_concurrency,
+                        lease_s=settings.disbursement_lease_s,
+                        poll_s=settings.disbursement_poll_s,
+                        retries=settings.disbursement_retries,
+                    ),
+                )
+            )
+            state.payer = payer_box[0]
+            background.start("disbursement_payer", payer_box[0].run)
         try:
             yield
         finally:
@@ -262,6 +306,10 @@ def create_app(settings: Settings, clock: Clock | None = None) -> Litestar:
         PortalAdminController,
         BillController,
         StatementController,
+        # disbursement (issue 12)
+        DisbursementController,
+        DisbursementAdminController,
+        HolderDisbursementController,
     ]
     if settings.load_echo:
         handlers.append(EchoController)

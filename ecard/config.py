@@ -81,6 +81,15 @@ class Settings:
     callback_allow_loopback: bool = False
     # how long a channel's PIN reset grant (POST /v1/devices/{id}/pin-reset) stays usable
     pin_reset_ttl_s: int = 300
+    # disbursement (资金发放, issue 12): a batch whose ready total exceeds this needs two operators' approvals; a
+    # batch not approved within the TTL expires; the payer's concurrent bank credits, its batch lease, how often it
+    # looks for work, and how often a transient bank fault is retried for one row in one pass
+    disbursement_dual_approval_fen: int = 10_000_000
+    disbursement_approval_ttl_s: float = 7 * 86400.0
+    disbursement_concurrency: int = 16
+    disbursement_lease_s: float = 60.0
+    disbursement_poll_s: float = 2.0
+    disbursement_retries: int = 3
 
     @classmethod
     def from_env(cls, environ: dict[str, str] | None = None) -> Settings:
@@ -122,4 +131,10 @@ class Settings:
             callback_per_merchant=_int(env, "ECARD_CALLBACK_PER_MERCHANT", 2),
             callback_allow_loopback=(env.get("ECARD_CALLBACK_ALLOW_LOOPBACK") or "") == "1",
             pin_reset_ttl_s=_int(env, "ECARD_PIN_RESET_TTL_S", 300),
+            disbursement_dual_approval_fen=_int(env, "ECARD_DISBURSEMENT_DUAL_APPROVAL_FEN", 10_000_000),
+            disbursement_approval_ttl_s=_float(env, "ECARD_DISBURSEMENT_APPROVAL_TTL_S", 7 * 86400.0),
+            disbursement_concurrency=_int(env, "ECARD_DISBURSEMENT_CONCURRENCY", 16),
+            disbursement_lease_s=_float(env, "ECARD_DISBURSEMENT_LEASE_S", 60.0),
+            disbursement_poll_s=_float(env, "ECARD_DISBURSEMENT_POLL_S", 2.0),
+            disbursement_retries=_int(env, "ECARD_DISBURSEMENT_RETRIES", 3),
         )

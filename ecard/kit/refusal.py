@@ -96,6 +96,14 @@ STATUS_OF: dict[str, int] = {
     "too_many_requests": 429,
     # PIN changes (issue 11, H1): a channel's reset grant that is unknown, used, expired or another device's
     "pin_reset_invalid": 403,
+    # disbursement (API.md "Disbursement", issue 12): operator decisions, and the bank protocol's reservations
+    "approval_duplicate": 409,
+    "batch_not_approvable": 409,
+    "credit_refused": 422,
+    "reservation_not_found": 404,
+    "reservation_conflict": 409,
+    "reservation_released": 409,
+    "reservation_exhausted": 409,
 }
 
 
