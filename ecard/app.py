@@ -23,7 +23,7 @@ from ecard.codes.http import CodeController
 from ecard.config import Settings
 from ecard.depth import Depth
 from ecard.depth.http import DepthController
-from ecard.disbursements import DisbursementPolicy, Disbursements, Payer, PayerPolicy
+from ecard.disbursements import DisbursementPolicy, Disbursements, Payer, PayerPolicy, item_reach
 from ecard.disbursements.http import (
     DisbursementAdminController,
     DisbursementController,
@@ -150,7 +150,7 @@ def create_app(settings: Settings, clock: Clock | None = None) -> Litestar:
         state.directory = directory
         state.catalog = catalog
         state.merchants = merchants
-        state.depth = Depth(pool, catalog, merchants)
+        state.depth = Depth(pool, catalog, merchants, lambda year: item_reach(pool, year))
         state.cards = cards
         state.key_ring = ring
         state.request_keys = request_keys
