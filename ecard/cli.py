@@ -396,8 +396,8 @@ def cmd_ledger(args: argparse.Namespace, settings: Settings) -> int:
     against the bank. Both exit 1 and name what is wrong when something is."""
     from datetime import date  # noqa: PLC0415
 
-    from ecard.kit.infra import create_pool  # noqa: PLC0415
     from ecard.disbursements import check as check_batches  # noqa: PLC0415
+    from ecard.kit.infra import create_pool  # noqa: PLC0415
     from ecard.payments import check, reconcile  # noqa: PLC0415
 
     day = None
