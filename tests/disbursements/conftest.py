@@ -19,7 +19,7 @@ from ecard.config import Settings
 from ecard.kit.signing import sign_request
 from tests.payments.conftest import MerchantServer, until
 from tests.standins import StandinBank
-from tests.support import Actor, World
+from tests.support import Actor, Parties, World
 
 ALLOWANCE = "wl-022"  # 城乡居民最低生活保障金发放: a disbursement item only
 WATER = "wl-043"  # a payment item only
@@ -65,7 +65,7 @@ def office_server() -> Iterator[MerchantServer]:
 class Office:
     """A district civil-affairs office paying allowances, the people it pays, and the calls between."""
 
-    def __init__(self, world: World, bank: StandinBank, notify_url: str) -> None:
+    def __init__(self, world: Parties, bank: StandinBank, notify_url: str) -> None:
         self.world = world
         self.bank = bank
         self.notify_url = notify_url
