@@ -280,8 +280,10 @@ class Disbursements:
     async def rows(self, merchant_id: str | None, batch_id: str, status: str | None, after: int, limit: int) -> RowPage:
         if status is not None and status not in ROW_STATUSES:
             raise Refusal("invalid_request", f"status is one of {sorted(ROW_STATUSES)}", extra={"fields": ["status"]})
-        if not 1 <= limit <= MAX_PAGE or after < 0:
-            raise Refusal("invalid_request", f"limit is 1 to {MAX_PAGE}, after >= 0", extra={"fields": ["limit"]})
+        if not 1 <= limit <= MAX_PAGE:
+            raise Refusal("invalid_request", f"limit is 1 to {MAX_PAGE}", extra={"fields": ["limit"]})
+        if not 0 <= after <= MAX_ROWS:
+            raise Refusal("invalid_request", f"after is 0 to {MAX_ROWS}", extra={"fields": ["after"]})
         await self._merchant_batch(merchant_id, batch_id)
         found = await store.rows_page(self._pool, batch_id, status, after, limit)
         items = [RowAnswer(r.row_no, r.out_row_no, r.status, r.code, r.amount_fen, _ts(r.paid_at)) for r in found]

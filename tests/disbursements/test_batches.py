@@ -137,3 +137,17 @@ async def test_another_merchant_cannot_see_the_batch(office: Office) -> None:
     seen = await office.world.admin("GET", f"/v1/disbursements/{made.json()['batch_id']}")
     assert seen.status_code == 200, seen.text
     assert seen.json()["item_code"] == ALLOWANCE
+
+
+async def test_row_listing_pages_and_refuses_bad_queries(office: Office) -> None:
+    payer = await office.payer()
+    rows = [office.row(await office.person(f"页{i}"), out_row_no=f"p{i}") for i in range(5)]
+    batch_id = (await office.create(payer, office.body(rows))).json()["batch_id"]
+    first = await office.world.signed(payer, "GET", f"/v1/disbursements/{batch_id}/rows?limit=2")
+    assert [r["out_row_no"] for r in first.json()["items"]] == ["p0", "p1"]
+    after = first.json()["next_after"]
+    rest = await office.rows(payer, batch_id, f"?after={after}")
+    assert [r["out_row_no"] for r in rest] == ["p2", "p3", "p4"]
+    for query in ("?limit=0", "?after=-1", "?after=99999999999", "?status=paidish", "?limit=x"):
+        answer = await office.world.signed(payer, "GET", f"/v1/disbursements/{batch_id}/rows{query}")
+        assert problem(answer) == (400, "invalid_request"), query
