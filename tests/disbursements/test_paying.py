@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from tests.disbursements.conftest import DUAL_FEN, Office, event_of, second_operator, until
-from tests.payments.conftest import MerchantServer
+from tests.payments.conftest import MerchantServer, check_signed_by_issuer
 from tests.support import World, problem
 
 
@@ -31,7 +31,12 @@ async def test_an_approved_batch_pays_every_good_row_and_announces_it(
     assert event["batch_id"] == made["batch_id"]
     assert event["paid_fen"] == 105_000
     assert event["counts"]["paid"] == 2
-    assert "signature" in office_server.received[-1].headers
+    received = next(r for r in office_server.received if r.json()["event"] == "batch.completed")
+    key_set = (await world.client.get("/v1/issuer/request-keys")).json()
+    check_signed_by_issuer(received, key_set, office_server.url)
+    for person in people:
+        assert person["id_number"] not in received.body.decode()
+        assert person["name"] not in received.body.decode()
     assert await world.audit_intact()
 
 
@@ -97,7 +102,9 @@ async def test_above_the_threshold_two_different_operators_must_approve(office: 
     assert await world.audit_intact()
 
 
-async def test_a_rejected_batch_pays_nothing_and_cannot_be_approved(office: Office, world: World) -> None:
+async def test_a_rejected_batch_pays_nothing_and_cannot_be_approved(
+    office: Office, world: World, office_server: MerchantServer
+) -> None:
     payer = await office.payer(funding_fen=100_000)
     person = await office.person()
     made = (await office.create(payer, office.body([office.row(person, 10_000)]))).json()
@@ -111,6 +118,11 @@ async def test_a_rejected_batch_pays_nothing_and_cannot_be_approved(office: Offi
     assert await office.bank.funding(payer.ids["merchant_id"]) == 100_000
     unauthenticated = await world.client.post(f"/v1/admin/disbursements/{made['batch_id']}/approve", json={})
     assert problem(unauthenticated) == (401, "unauthorized")
+    await until(lambda: event_of(office_server, "batch.failed") is not None)
+    failed = event_of(office_server, "batch.failed")
+    assert failed is not None
+    assert (failed["batch_id"], failed["status"], failed["paid_fen"]) == (made["batch_id"], "rejected", 0)
+    assert await world.audit_intact()
 
 
 async def test_a_batch_not_approved_in_time_expires(office: Office, world: World) -> None:
