@@ -25,6 +25,12 @@ from ecard.complaints.http import CardComplaintController, ComplaintAdminControl
 from ecard.config import Settings
 from ecard.depth import Depth
 from ecard.depth.http import DepthController
+from ecard.disbursements import DisbursementPolicy, Disbursements, Payer, PayerPolicy, item_reach
+from ecard.disbursements.http import (
+    DisbursementAdminController,
+    DisbursementController,
+    HolderDisbursementController,
+)
 from ecard.family import Family, FamilySettings
 from ecard.family.http import FamilyConsentController, FamilyController
 from ecard.federation import Audience, Federation, FederationSettings, IssuerRequestKeys
@@ -89,6 +95,8 @@ COLLABORATORS = (
     "service_info",
     # family accounts (issue 15)
     "family",
+    # disbursement (issue 12)
+    "disbursements",
 )
 
 
@@ -159,7 +167,7 @@ def create_app(settings: Settings, clock: Clock | None = None) -> Litestar:
         state.directory = directory
         state.catalog = catalog
         state.merchants = merchants
-        state.depth = Depth(pool, catalog, merchants, replica)
+        state.depth = Depth(pool, catalog, merchants, lambda year: item_reach(pool, year), replica)
         state.cards = cards
         state.key_ring = ring
         state.request_keys = request_keys
@@ -283,6 +291,42 @@ def create_app(settings: Settings, clock: Clock | None = None) -> Litestar:
         if bank is not None:
             recovery = state.recovery = Recovery(pool, clock, bank, settings.payment_recovery_grace_s)
             background.start("payment_recovery", lambda: recovery.run(settings.payment_recovery_interval_s))
+        # disbursement (issue 12): batches validated on upload, paid by a supervised payer once approved
+        payer_box: list[Payer] = []
+
+        def wake_disbursements() -> None:
+            callbacks.wake()
+            for payer in payer_box:
+                payer.wake()
+
+        state.disbursements = Disbursements(
+            pool,
+            clock,
+            merchants,
+            catalog,
+            cards,
+            destinations.check,
+            wake_disbursements,
+            DisbursementPolicy(settings.disbursement_dual_approval_fen, settings.disbursement_approval_ttl_s),
+        )
+        if bank is not None:
+            payer_box.append(
+                Payer(
+                    pool,
+                    clock,
+                    bank,
+                    state.disbursements,
+                    callbacks.wake,
+                    PayerPolicy(
+                        concurrency=settings.disbursement_concurrency,
+                        lease_s=settings.disbursement_lease_s,
+                        poll_s=settings.disbursement_poll_s,
+                        retries=settings.disbursement_retries,
+                    ),
+                )
+            )
+            state.payer = payer_box[0]
+            background.start("disbursement_payer", payer_box[0].run)
         # issue 13 (perf): what startup made lives until shutdown; full collections need not walk it again
         heap.settle()
         try:
@@ -331,6 +375,10 @@ def create_app(settings: Settings, clock: Clock | None = None) -> Litestar:
         # family accounts (issue 15)
         FamilyController,
         FamilyConsentController,
+        # disbursement (issue 12)
+        DisbursementController,
+        DisbursementAdminController,
+        HolderDisbursementController,
     ]
     if settings.load_echo:
         handlers.append(EchoController)

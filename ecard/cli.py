@@ -396,6 +396,7 @@ def cmd_ledger(args: argparse.Namespace, settings: Settings) -> int:
     against the bank. Both exit 1 and name what is wrong when something is."""
     from datetime import date  # noqa: PLC0415
 
+    from ecard.disbursements import check as check_batches  # noqa: PLC0415
     from ecard.kit.infra import create_pool  # noqa: PLC0415
     from ecard.payments import check, reconcile  # noqa: PLC0415
 
@@ -412,7 +413,7 @@ def cmd_ledger(args: argparse.Namespace, settings: Settings) -> int:
         pool = await create_pool(live.database_url, 1, 2)
         try:
             if day is None:
-                problems = await check(pool)
+                problems = await check(pool) + await check_batches(pool)
                 return {"clean": not problems, "problems": problems}
             async with _bank(live, pool) as bank:
                 return (await reconcile(pool, bank, day)).as_dict()

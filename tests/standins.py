@@ -91,6 +91,24 @@ class StandinBank(ServerProcess):
         answer = await self._call("POST", "/test/faults", {"hold_credits": False})
         assert answer.status_code == 200, answer.text
 
+    async def fund(self, merchant_id: str, amount_fen: int) -> int:
+        """Money into a payer's funding account (`POST /test/funding`); the new balance."""
+        answer = await self._call("POST", "/test/funding", {"merchant_id": merchant_id, "amount_fen": amount_fen})
+        assert answer.status_code == 201, answer.text
+        return int(answer.json()["balance_fen"])
+
+    async def funding(self, merchant_id: str) -> int:
+        answer = await self._call("GET", f"/test/funding/{merchant_id}")
+        assert answer.status_code == 200, answer.text
+        return int(answer.json()["balance_fen"])
+
+    async def faults(self, **switches: Any) -> dict[str, Any]:
+        """Set the stand-in's fault switches (`POST /test/faults`), e.g. `refuse_credits_to=card_id`."""
+        answer = await self._call("POST", "/test/faults", switches)
+        assert answer.status_code == 200, answer.text
+        held: dict[str, Any] = answer.json()
+        return held
+
     async def _call(self, method: str, path: str, body: dict[str, Any] | None = None) -> httpx.Response:
         async with httpx.AsyncClient(base_url=self.base, timeout=10.0) as client:
             return await client.request(method, path, json=body)

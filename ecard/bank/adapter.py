@@ -35,6 +35,18 @@ class BankTransfer:
         return (self.card_id, self.direction, self.amount_fen) == (card_id, direction, amount_fen)
 
 
+@dataclass(frozen=True)
+class BankReservation:
+    """A payer's money the bank set aside for one batch (`held`), or gave the rest of back (`released`)."""
+
+    reservation_id: str
+    payer_id: str
+    amount_fen: int
+    status: str
+    disbursed_fen: int
+    released_fen: int
+
+
 class BankError(Exception):
     """Anything the bank adapter could not do."""
 
@@ -108,6 +120,20 @@ class BankAdapter(Protocol):
     async def aclose(self) -> None: ...
 
 
+class FundingBank(Protocol):
+    """What disbursement needs from the bank: a payer's money reserved, paid out to cards from it, the rest released.
+
+    Every call is idempotent on its id: the same reservation (or credit) again is answered, not repeated."""
+
+    async def reserve(self, reservation_id: str, payer_id: str, amount_fen: int, memo: str) -> BankReservation: ...
+
+    async def disburse(
+        self, reservation_id: str, transfer_id: str, card_id: str, amount_fen: int, memo: str
+    ) -> BankTransfer: ...
+
+    async def release(self, reservation_id: str) -> BankReservation: ...
+
+
 class HttpBank:
     """The bank protocol of docs/bank-protocol.md over HTTP, each request signed when a signer is given."""
 
@@ -156,6 +182,40 @@ class HttpBank:
         if not isinstance(items, list):
             raise BankUnavailable("the bank answered a transfer list without items")
         return [_transfer_from(item) for item in items]
+
+    async def reserve(self, reservation_id: str, payer_id: str, amount_fen: int, memo: str) -> BankReservation:
+        """Set the payer's money aside; `InsufficientFunds` when its funding account holds less (nothing moved)."""
+        body = {"reservation_id": reservation_id, "payer_id": payer_id, "amount_fen": amount_fen, "memo": memo}
+        answer = await self._request("POST", "/v1/reservations", body)
+        if answer.status_code not in {200, 201}:
+            raise _refusal(answer)
+        made = _reservation(answer)
+        if (made.reservation_id, made.payer_id, made.amount_fen) != (reservation_id, payer_id, amount_fen):
+            raise BankMismatch(f"the bank answered reservation {reservation_id} with another than was asked")
+        return made
+
+    async def disburse(
+        self, reservation_id: str, transfer_id: str, card_id: str, amount_fen: int, memo: str
+    ) -> BankTransfer:
+        """Credit the card from the reservation; idempotent on transfer_id; `BankRefused` when the bank will not."""
+        body = {"transfer_id": transfer_id, "card_id": card_id, "amount_fen": amount_fen, "memo": memo}
+        answer = await self._request("POST", f"/v1/reservations/{_segment(reservation_id)}/credits", body)
+        if answer.status_code not in {200, 201}:
+            raise _refusal(answer)
+        made = _about(transfer_id, _transfer(answer))
+        if not made.moves(card_id, CREDIT, amount_fen) or made.status != "completed":
+            raise BankMismatch(f"the bank answered credit {transfer_id} with another movement than was asked")
+        return made
+
+    async def release(self, reservation_id: str) -> BankReservation:
+        """Give what is left of the reservation back to the payer's funding account (idempotent)."""
+        answer = await self._request("POST", f"/v1/reservations/{_segment(reservation_id)}/release", {})
+        if answer.status_code != 200:
+            raise _refusal(answer)
+        released = _reservation(answer)
+        if released.reservation_id != reservation_id or released.status != "released":
+            raise BankMismatch(f"the bank answered the release of {reservation_id} with another reservation")
+        return released
 
     async def aclose(self) -> None:
         await self._client.aclose()
@@ -230,6 +290,21 @@ def _transfer_from(item: Any) -> BankTransfer:
         )
     except (KeyError, TypeError, ValueError) as exc:
         raise BankUnavailable("the bank answered a transfer without its fields") from exc
+
+
+def _reservation(answer: httpx.Response) -> BankReservation:
+    item = _json(answer)
+    try:
+        return BankReservation(
+            reservation_id=str(item["reservation_id"]),
+            payer_id=str(item["payer_id"]),
+            amount_fen=int(item["amount_fen"]),
+            status=str(item["status"]),
+            disbursed_fen=int(item["disbursed_fen"]),
+            released_fen=int(item["released_fen"]),
+        )
+    except (KeyError, TypeError, ValueError) as exc:
+        raise BankUnavailable("the bank answered a reservation without its fields") from exc
 
 
 def _refusal(answer: httpx.Response) -> BankError:

@@ -14,26 +14,69 @@ LEDGER_FILE = "bank.sqlite3"
 SETTLEMENT = "bank:settlement"
 FUNDING = "bank:funding"
 
-_SCHEMA = """
+_ACCOUNTS = """
 CREATE TABLE IF NOT EXISTS accounts (
     account_id  TEXT PRIMARY KEY,
-    kind        TEXT NOT NULL CHECK (kind IN ('card', 'settlement', 'funding')),
+    kind        TEXT NOT NULL CHECK (kind IN ('card', 'settlement', 'funding', 'payer', 'reservation')),
     balance_fen INTEGER NOT NULL DEFAULT 0,
-    CHECK (kind <> 'card' OR balance_fen >= 0)
+    CHECK (kind NOT IN ('card', 'payer', 'reservation') OR balance_fen >= 0)
 );
+"""
+# `counterparty` is the account a transfer's card side moves against: the bank's settlement or funding account, or
+# (a disbursement credit) the payer's reservation. Payers' own movements (fund, reserve, release) have no card.
+_TRANSFERS = """
 CREATE TABLE IF NOT EXISTS transfers (
     seq          INTEGER PRIMARY KEY AUTOINCREMENT,
     transfer_id  TEXT NOT NULL UNIQUE,
     card_id      TEXT NOT NULL,
-    direction    TEXT NOT NULL CHECK (direction IN ('debit', 'credit', '')),
+    direction    TEXT NOT NULL CHECK (direction IN ('debit', 'credit', '', 'fund', 'reserve', 'release')),
     amount_fen   INTEGER NOT NULL CHECK (amount_fen >= 0),
     memo         TEXT NOT NULL,
-    counterparty TEXT NOT NULL CHECK (counterparty IN ('bank:settlement', 'bank:funding')),
+    counterparty TEXT NOT NULL CHECK (counterparty LIKE 'bank:%' OR counterparty LIKE 'reservation:%'),
     status       TEXT NOT NULL CHECK (status IN ('completed', 'reversed', 'voided')),
     at           TEXT NOT NULL,
     day          TEXT NOT NULL,
     reversed_at  TEXT
 );
+"""
+# Funding accounts of payers (paying departments) and the reservations batches are paid from (issue 12).
+_PAYERS = """
+CREATE TABLE IF NOT EXISTS reservations (
+    reservation_id TEXT PRIMARY KEY,
+    payer_id       TEXT NOT NULL,
+    amount_fen     INTEGER NOT NULL CHECK (amount_fen > 0),
+    memo           TEXT NOT NULL,
+    status         TEXT NOT NULL CHECK (status IN ('held', 'released')),
+    at             TEXT NOT NULL,
+    released_fen   INTEGER NOT NULL DEFAULT 0,
+    released_at    TEXT
+);
+"""
+SCHEMA_VERSION = 2
+# A ledger file from before issue 12 gets the wider CHECKs of accounts and transfers: SQLite changes a CHECK only by
+# rebuilding the table (its "12 steps"), with foreign keys off and the old names kept in triggers while it does.
+_UPGRADE = f"""
+PRAGMA foreign_keys = OFF;
+PRAGMA legacy_alter_table = ON;
+BEGIN IMMEDIATE;
+ALTER TABLE accounts RENAME TO accounts_v1;
+{_ACCOUNTS}
+INSERT INTO accounts (account_id, kind, balance_fen) SELECT account_id, kind, balance_fen FROM accounts_v1;
+DROP TABLE accounts_v1;
+ALTER TABLE transfers RENAME TO transfers_v1;
+DROP INDEX IF EXISTS transfers_by_day;
+{_TRANSFERS}
+INSERT INTO transfers SELECT * FROM transfers_v1;
+DROP TABLE transfers_v1;
+COMMIT;
+PRAGMA legacy_alter_table = OFF;
+PRAGMA foreign_keys = ON;
+"""  # noqa: S608 - constant schema text
+
+_SCHEMA = f"""
+{_ACCOUNTS}
+{_TRANSFERS}
+{_PAYERS}
 CREATE INDEX IF NOT EXISTS transfers_by_day ON transfers (day, seq);
 CREATE TABLE IF NOT EXISTS entries (
     entry_id    INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -60,7 +103,7 @@ CREATE TABLE IF NOT EXISTS nonces (
     PRIMARY KEY (keyid, nonce)
 );
 INSERT OR IGNORE INTO accounts (account_id, kind) VALUES ('bank:settlement', 'settlement'), ('bank:funding', 'funding');
-"""
+"""  # noqa: S608 - constant schema text
 
 _TRANSFER_COLUMNS = "transfer_id, card_id, direction, amount_fen, memo, status, at, reversed_at"
 
@@ -78,6 +121,22 @@ class Transfer:
 
 
 @dataclass(frozen=True)
+class Reservation:
+    """Money of a payer set aside for one batch: what is left of it is `amount_fen` less what was credited from it,
+    until its release gives the rest back to the payer (`released_fen`)."""
+
+    reservation_id: str
+    payer_id: str
+    amount_fen: int
+    memo: str
+    status: str
+    at: str
+    disbursed_fen: int
+    released_fen: int
+    released_at: str | None
+
+
+@dataclass(frozen=True)
 class LedgerCheck:
     balanced: bool
     sum_fen: int
@@ -89,6 +148,14 @@ class LedgerCheck:
 
 def _card_account(card_id: str) -> str:
     return f"card:{card_id}"
+
+
+def _payer_account(payer_id: str) -> str:
+    return f"payer:{payer_id}"
+
+
+def _reservation_account(reservation_id: str) -> str:
+    return f"reservation:{reservation_id}"
 
 
 class Ledger:
@@ -104,7 +171,10 @@ class Ledger:
         # FULL: a transfer answered 201 is on disk, also across a power cut
         self._db.execute("PRAGMA synchronous = FULL")
         self._db.execute("PRAGMA foreign_keys = ON")
+        if self._db.execute("PRAGMA user_version").fetchone()[0] < SCHEMA_VERSION and self._has_table("accounts"):
+            self._db.executescript(_UPGRADE)
         self._db.executescript(_SCHEMA)
+        self._db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
         self.path.chmod(0o600)
 
     def close(self) -> None:
@@ -125,7 +195,7 @@ class Ledger:
                 ):
                     raise Refusal("transfer_conflict", "this transfer_id belongs to a different transfer")
                 return found, False
-            if self._get(transfer_id, FUNDING) is not None:
+            if self._taken(transfer_id):
                 raise Refusal("transfer_conflict", "this transfer_id belongs to a different transfer")
             sign = -1 if direction == "debit" else 1
             self._move(transfer_id, card_id, direction, amount_fen, memo, SETTLEMENT, sign)
@@ -145,7 +215,7 @@ class Ledger:
             found = self._get(transfer_id, SETTLEMENT)
             now = self._clock.now()
             if found is None:
-                if self._get(transfer_id, FUNDING) is not None:
+                if self._taken(transfer_id):
                     raise Refusal("transfer_conflict", "this transfer_id is not one of the issuer's transfers")
                 self._db.execute(
                     "INSERT INTO transfers (transfer_id, card_id, direction, amount_fen, memo, counterparty, status,"
@@ -167,6 +237,106 @@ class Ledger:
 
     def get(self, transfer_id: str) -> Transfer | None:
         return self._get(transfer_id, SETTLEMENT)
+
+    # -- payers' funding accounts and reservations (issue 12) -----------------
+
+    def fund_payer(self, transfer_id: str, payer_id: str, amount_fen: int) -> int:
+        """Money from outside the bank into a payer's funding account (the test funding); the new balance."""
+        with self._transaction():
+            self._account(_payer_account(payer_id), "payer")
+            self._payer_move(transfer_id, "fund", amount_fen, "test funding", FUNDING, _payer_account(payer_id))
+            return self._account_balance(_payer_account(payer_id))
+
+    def payer_balance(self, payer_id: str) -> int:
+        return self._account_balance(_payer_account(payer_id))
+
+    def reserve(self, reservation_id: str, payer_id: str, amount_fen: int, memo: str) -> tuple[Reservation, bool]:
+        """Set money of the payer aside under this id, made now (True) or found made before alike (False)."""
+        with self._transaction():
+            found = self._reservation(reservation_id)
+            if found is not None:
+                if (found.payer_id, found.amount_fen, found.memo) != (payer_id, amount_fen, memo):
+                    raise Refusal("reservation_conflict", "this reservation_id belongs to a different reservation")
+                return found, False
+            if self._taken(reservation_id):
+                raise Refusal("reservation_conflict", "this reservation_id is taken by a transfer")
+            payer = _payer_account(payer_id)
+            if self._account_balance(payer) < amount_fen:
+                raise Refusal("insufficient_funds", "the payer's funding account holds less than this reservation")
+            now = iso(self._clock.now())
+            self._db.execute(
+                "INSERT INTO reservations (reservation_id, payer_id, amount_fen, memo, status, at)"
+                " VALUES (?, ?, ?, ?, 'held', ?)",
+                (reservation_id, payer_id, amount_fen, memo, now),
+            )
+            self._account(_reservation_account(reservation_id), "reservation")
+            self._payer_move(reservation_id, "reserve", amount_fen, memo, payer, _reservation_account(reservation_id))
+            made = self._reservation(reservation_id)
+        assert made is not None
+        return made, True
+
+    def reservation(self, reservation_id: str) -> Reservation | None:
+        return self._reservation(reservation_id)
+
+    def disburse(
+        self, reservation_id: str, transfer_id: str, card_id: str, amount_fen: int, memo: str, refused: frozenset[str]
+    ) -> tuple[Transfer, bool]:
+        """Credit a card from a held reservation, made now (True) or found made before alike (False)."""
+        counterparty = _reservation_account(reservation_id)
+        with self._transaction():
+            found = self._get(transfer_id, counterparty)
+            if found is not None:
+                if (found.card_id, found.direction, found.amount_fen, found.memo) != (
+                    card_id,
+                    "credit",
+                    amount_fen,
+                    memo,
+                ):
+                    raise Refusal("transfer_conflict", "this transfer_id belongs to a different transfer")
+                return found, False
+            if self._taken(transfer_id):
+                raise Refusal("transfer_conflict", "this transfer_id belongs to a different transfer")
+            reservation = self._reservation(reservation_id)
+            if reservation is None:
+                raise Refusal("reservation_not_found", "the bank has no reservation with this id")
+            if reservation.status != "held":
+                raise Refusal("reservation_released", "this reservation was released; nothing more is paid from it")
+            if card_id in refused:
+                raise Refusal("credit_refused", "the bank does not accept credits to this account")
+            if self._account_balance(counterparty) < amount_fen:
+                raise Refusal("reservation_exhausted", "what is left of the reservation is less than this credit")
+            self._move(transfer_id, card_id, "credit", amount_fen, memo, counterparty, 1)
+            made = self._get(transfer_id, counterparty)
+        assert made is not None
+        return made, True
+
+    def release(self, reservation_id: str) -> Reservation:
+        """Give what is left of a reservation back to its payer and close it (idempotent)."""
+        with self._transaction():
+            found = self._reservation(reservation_id)
+            if found is None:
+                raise Refusal("reservation_not_found", "the bank has no reservation with this id")
+            if found.status == "held":
+                account = _reservation_account(reservation_id)
+                left = self._account_balance(account)
+                now = iso(self._clock.now())
+                if left > 0:
+                    self._payer_move(
+                        f"{reservation_id}~release",
+                        "release",
+                        left,
+                        found.memo,
+                        account,
+                        _payer_account(found.payer_id),
+                    )
+                self._db.execute(
+                    "UPDATE reservations SET status = 'released', released_fen = ?, released_at = ?"
+                    " WHERE reservation_id = ?",
+                    (left, now, reservation_id),
+                )
+            released = self._reservation(reservation_id)
+        assert released is not None
+        return released
 
     def on_day(self, day: dt.date) -> list[Transfer]:
         rows = self._db.execute(
@@ -214,6 +384,47 @@ class Ledger:
             return claimed.rowcount == 1
 
     # -- inside a transaction ------------------------------------------------
+
+    def _has_table(self, name: str) -> bool:
+        found = self._db.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?", (name,)).fetchone()
+        return found is not None
+
+    def _taken(self, transfer_id: str) -> bool:
+        return self._db.execute("SELECT 1 FROM transfers WHERE transfer_id = ?", (transfer_id,)).fetchone() is not None
+
+    def _account(self, account_id: str, kind: str) -> None:
+        self._db.execute("INSERT OR IGNORE INTO accounts (account_id, kind) VALUES (?, ?)", (account_id, kind))
+
+    def _account_balance(self, account_id: str) -> int:
+        row = self._db.execute("SELECT balance_fen FROM accounts WHERE account_id = ?", (account_id,)).fetchone()
+        return 0 if row is None else int(row[0])
+
+    def _reservation(self, reservation_id: str) -> Reservation | None:
+        row = self._db.execute(
+            "SELECT r.reservation_id, r.payer_id, r.amount_fen, r.memo, r.status, r.at, r.released_fen, r.released_at,"
+            " (SELECT COALESCE(SUM(t.amount_fen), 0) FROM transfers t"
+            " WHERE t.counterparty = ? AND t.direction = 'credit')"
+            " AS disbursed_fen"
+            " FROM reservations r WHERE r.reservation_id = ?",
+            (_reservation_account(reservation_id), reservation_id),
+        ).fetchone()
+        return None if row is None else Reservation(**dict(row))
+
+    def _payer_move(self, transfer_id: str, kind: str, amount_fen: int, memo: str, source: str, target: str) -> None:
+        """A movement between two non-card accounts (funding, payer, reservation): a transfer and its two entries."""
+        now = self._clock.now()
+        counterparty = target if target.startswith("reservation:") else source
+        if not counterparty.startswith(("bank:", "reservation:")):
+            counterparty = FUNDING
+        self._db.execute(
+            "INSERT INTO transfers (transfer_id, card_id, direction, amount_fen, memo, counterparty, status, at, day)"
+            " VALUES (?, '', ?, ?, ?, ?, 'completed', ?, ?)",
+            (transfer_id, kind, amount_fen, memo, counterparty, iso(now), _day(now)),
+        )
+        self._db.executemany(
+            "INSERT INTO entries (transfer_id, account_id, amount_fen, kind, at) VALUES (?, ?, ?, 'transfer', ?)",
+            [(transfer_id, source, -amount_fen, iso(now)), (transfer_id, target, amount_fen, iso(now))],
+        )
 
     def _transaction(self) -> _Transaction:
         return _Transaction(self._db)

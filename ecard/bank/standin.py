@@ -20,7 +20,7 @@ from litestar.di import NamedDependency, Provide
 from litestar.exceptions import HTTPException, ValidationException
 from litestar.params import FromPath, FromQuery, JSONBody
 
-from ecard.bank.ledger import Ledger, Transfer
+from ecard.bank.ledger import Ledger, Reservation, Transfer
 from ecard.kit import signing
 from ecard.kit.clock import Clock, SystemClock
 from ecard.kit.ids import new_id
@@ -70,11 +70,39 @@ class TestCredit(msgspec.Struct, forbid_unknown_fields=True):
     amount_fen: Fen
 
 
+PayerId = Annotated[str, msgspec.Meta(pattern=r"^[A-Za-z0-9_.:-]{1,64}$")]
+
+
+class NewReservation(msgspec.Struct, forbid_unknown_fields=True):
+    reservation_id: TransferId
+    payer_id: PayerId
+    amount_fen: Fen
+    memo: Memo = ""
+
+
+class NewDisbursement(msgspec.Struct, forbid_unknown_fields=True):
+    transfer_id: TransferId
+    card_id: CardId
+    amount_fen: Fen
+    memo: Memo = ""
+
+
+class TestFunding(msgspec.Struct, forbid_unknown_fields=True):
+    merchant_id: PayerId
+    amount_fen: Fen
+
+
 class Faults(msgspec.Struct, forbid_unknown_fields=True):
     """Switches for crash tests; a switch left out keeps its setting."""
 
     hold_debits: bool | None = None
     hold_credits: bool | None = None
+    # disbursement credits to this card are refused (422 credit_refused); "" lifts it
+    refuse_credits_to: str | None = None
+    # the next N disbursement credits are answered 503 before anything is made (a transient fault)
+    unavailable_credits: int | None = None
+    # disbursement credits are made and committed, but their answers are held (as hold_credits does for refunds)
+    hold_disbursements: bool | None = None
 
 
 class TransferList(msgspec.Struct):
@@ -91,7 +119,9 @@ class Bank:
         self.clock = clock
         self.trust = TrustKeys(trust_keys_url) if trust_keys_url else None
         # per direction: set while its answers flow, cleared while they are held
-        self.released = {"debit": asyncio.Event(), "credit": asyncio.Event()}
+        self.released = {"debit": asyncio.Event(), "credit": asyncio.Event(), "disbursement": asyncio.Event()}
+        self.refused_cards: frozenset[str] = frozenset()
+        self.unavailable_credits = 0
         for released in self.released.values():
             released.set()
 
@@ -106,8 +136,13 @@ class Bank:
         elif held is False:
             self.released[direction].set()
 
-    def holding(self) -> dict[str, bool]:
-        return {f"hold_{direction}s": not released.is_set() for direction, released in self.released.items()}
+    def holding(self) -> dict[str, Any]:
+        held: dict[str, Any] = {
+            f"hold_{direction}s": not released.is_set() for direction, released in self.released.items()
+        }
+        held["refuse_credits_to"] = sorted(self.refused_cards)
+        held["unavailable_credits"] = self.unavailable_credits
+        return held
 
     async def close(self) -> None:
         if self.trust is not None:
@@ -270,6 +305,85 @@ class TransferController(Controller):
         return await bank.run(bank.ledger.reverse, transfer_id, data.memo)
 
 
+class ReservationController(Controller):
+    """Payers' money set aside for a disbursement batch, the credits paid from it, and its release (issue 12)."""
+
+    path = "/v1/reservations"
+    dependencies = {"caller": Provide(_caller)}  # noqa: RUF012
+
+    @post("/", status_code=201, responses=problems("insufficient_funds", "reservation_conflict", *SIGNED_PROBLEMS))
+    async def reserve(
+        self,
+        bank: NamedDependency[Bank],
+        caller: NamedDependency[str],  # noqa: ARG002 - its presence is the signature guard
+        data: JSONBody[NewReservation],
+    ) -> Response[Reservation]:
+        reservation, made = await bank.run(
+            bank.ledger.reserve, data.reservation_id, data.payer_id, data.amount_fen, data.memo
+        )
+        return Response(reservation, status_code=201 if made else 200)
+
+    @get("/{reservation_id:str}", responses=problems("reservation_not_found", *SIGNED_PROBLEMS))
+    async def one(
+        self,
+        bank: NamedDependency[Bank],
+        caller: NamedDependency[str],  # noqa: ARG002 - its presence is the signature guard
+        reservation_id: FromPath[str],
+    ) -> Reservation:
+        found = await bank.run(bank.ledger.reservation, reservation_id)
+        if found is None:
+            raise Refusal("reservation_not_found", "the bank has no reservation with this id")
+        return found
+
+    @post(
+        "/{reservation_id:str}/credits",
+        status_code=201,
+        responses=problems(
+            "credit_refused",
+            "reservation_not_found",
+            "reservation_released",
+            "reservation_exhausted",
+            "transfer_conflict",
+            *SIGNED_PROBLEMS,
+        ),
+    )
+    async def credit(
+        self,
+        request: Request[Any, Any, Any],
+        bank: NamedDependency[Bank],
+        caller: NamedDependency[str],  # noqa: ARG002 - its presence is the signature guard
+        reservation_id: FromPath[str],
+        data: JSONBody[NewDisbursement],
+    ) -> Response[Transfer]:
+        if bank.unavailable_credits > 0:
+            bank.unavailable_credits -= 1
+            raise Refusal("bank_unavailable", "a transient fault (the stand-in's unavailable_credits)")
+        transfer, made = await bank.run(
+            bank.ledger.disburse,
+            reservation_id,
+            data.transfer_id,
+            data.card_id,
+            data.amount_fen,
+            data.memo,
+            bank.refused_cards,
+        )
+        released = bank.released["disbursement"]
+        if made and not released.is_set():
+            await _until_released_or_gone(request, released)
+        return Response(transfer, status_code=201 if made else 200)
+
+    @post(
+        "/{reservation_id:str}/release", status_code=200, responses=problems("reservation_not_found", *SIGNED_PROBLEMS)
+    )
+    async def release(
+        self,
+        bank: NamedDependency[Bank],
+        caller: NamedDependency[str],  # noqa: ARG002 - its presence is the signature guard
+        reservation_id: FromPath[str],
+    ) -> Reservation:
+        return await bank.run(bank.ledger.release, reservation_id)
+
+
 class StandinController(Controller):
     """Stand-in only and unsigned: health, money into test accounts, balances, the ledger check, faults."""
 
@@ -287,14 +401,29 @@ class StandinController(Controller):
     async def account(self, bank: NamedDependency[Bank], card_id: FromPath[str]) -> dict[str, Any]:
         return {"card_id": card_id, "balance_fen": await bank.run(bank.ledger.balance, card_id)}
 
+    @post("/test/funding", status_code=201)
+    async def funding(self, bank: NamedDependency[Bank], data: JSONBody[TestFunding]) -> dict[str, Any]:
+        transfer_id = new_id("tfd")
+        balance = await bank.run(bank.ledger.fund_payer, transfer_id, data.merchant_id, data.amount_fen)
+        return {"transfer_id": transfer_id, "merchant_id": data.merchant_id, "balance_fen": balance}
+
+    @get("/test/funding/{merchant_id:str}")
+    async def funding_balance(self, bank: NamedDependency[Bank], merchant_id: FromPath[str]) -> dict[str, Any]:
+        return {"merchant_id": merchant_id, "balance_fen": await bank.run(bank.ledger.payer_balance, merchant_id)}
+
     @get("/test/ledger")
     async def check(self, bank: NamedDependency[Bank]) -> dict[str, Any]:
         return dataclasses.asdict(await bank.run(bank.ledger.check))
 
     @post("/test/faults", status_code=200)
-    async def faults(self, bank: NamedDependency[Bank], data: JSONBody[Faults]) -> dict[str, bool]:
+    async def faults(self, bank: NamedDependency[Bank], data: JSONBody[Faults]) -> dict[str, Any]:
         bank.hold("debit", data.hold_debits)
         bank.hold("credit", data.hold_credits)
+        bank.hold("disbursement", data.hold_disbursements)
+        if data.refuse_credits_to is not None:
+            bank.refused_cards = frozenset({data.refuse_credits_to}) if data.refuse_credits_to else frozenset()
+        if data.unavailable_credits is not None:
+            bank.unavailable_credits = max(0, data.unavailable_credits)
         return bank.holding()
 
 
@@ -322,7 +451,7 @@ def create_standin_app(data_dir: Path, trust_keys_url: str | None, clock: Clock 
             await bank.close()
 
     return Litestar(
-        route_handlers=[TransferController, StandinController],
+        route_handlers=[TransferController, ReservationController, StandinController],
         lifespan=[lifespan],
         dependencies={"bank": Provide(_bank, sync_to_thread=False)},
         exception_handlers={

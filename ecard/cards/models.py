@@ -111,6 +111,16 @@ class HolderRow(msgspec.Struct, frozen=True):
     name_sealed: bytes
 
 
+class HolderCardRow(msgspec.Struct, frozen=True):
+    """A cardholder found by the blind index of an ID number, with one of its cards (newest first)."""
+
+    id_index: bytes
+    cardholder_id: str
+    name_sealed: bytes
+    card_id: str
+    status: str
+
+
 class CardHolderRow(msgspec.Struct, frozen=True):
     """A card and its holder's sealed identity, for the rooms that compare or tell it."""
 

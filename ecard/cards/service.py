@@ -18,6 +18,7 @@ from ecard.cards.models import (
     CardSummary,
     DeviceCard,
     EnrolmentAnswer,
+    HolderCardRow,
     Notice,
     NoticeDetail,
     PinResetGrant,
@@ -102,6 +103,23 @@ def _reset_hash(token: str) -> bytes:
     return hashlib.sha256(token.encode()).digest()
 
 
+@dataclass(frozen=True)
+class Payee:
+    """Whom a disbursement row pays: the blind index of its ID number, and the card, or why none.
+
+    `refusal` is `cardholder_not_found`, `identity_mismatch` or `card_cancelled`; else `card_id` is the card to credit
+    (an active one, or a suspended one: a card reported lost keeps its account, and money for its holder still
+    comes)."""
+
+    person_index: bytes
+    card_id: str | None
+    refusal: str | None
+
+
+# which of a holder's cards receives a payout: an active card before a suspended (reported lost) one
+_PAYABLE = ("active", "suspended")
+
+
 class Cards:
     def __init__(
         self, pool: asyncpg.Pool, keys: Keys, directory: ClientDirectory, clock: Clock, *, pin_reset_ttl_s: int
@@ -114,6 +132,38 @@ class Cards:
 
     def _index(self, id_number: str) -> bytes:
         return self._keys.blind_index(normalise_id_number(id_number))
+
+    def person_index(self, id_number: str) -> bytes:
+        """The blind index of an ID number: the same person gives the same bytes, which tell nothing of the number."""
+        return self._index(id_number)
+
+    async def payees(self, people: list[tuple[str, str]]) -> list[Payee]:
+        """For each (ID number, name): the card a payout to that person goes to, matched as enrolment matches.
+
+        One query for all: by the ID numbers' blind index; the name compared in constant time with the registry's."""
+        indexes = [self._index(id_number) for id_number, _ in people]
+        by_index: dict[bytes, list[HolderCardRow]] = {}
+        for row in await store.holder_cards_by_indexes(self._pool, sorted(set(indexes))):
+            by_index.setdefault(row.id_index, []).append(row)
+        names: dict[str, str] = {}
+        found = []
+        for index, (_, name) in zip(indexes, people, strict=True):
+            cards = by_index.get(index)
+            if not cards:
+                found.append(Payee(index, None, "cardholder_not_found"))
+                continue
+            holder = cards[0].cardholder_id
+            if holder not in names:
+                names[holder] = self._keys.open_pii(cards[0].name_sealed, f"name:{holder}")
+            if not constant_time_equal(names[holder], name.strip()):
+                found.append(Payee(index, None, "identity_mismatch"))
+                continue
+            payable = sorted((c for c in cards if c.status in _PAYABLE), key=lambda c: _PAYABLE.index(c.status))
+            if not payable:
+                found.append(Payee(index, None, "card_cancelled"))
+                continue
+            found.append(Payee(index, payable[0].card_id, None))
+        return found
 
     async def register(self, actor: str, name: str, id_number: str, region: str, card_serial: str) -> CardholderAnswer:
         """A card from the registry; a person already known gets a further card under the same cardholder."""

@@ -10,6 +10,7 @@ from ecard.cards.models import (
     CardRow,
     DeviceCard,
     DeviceHolder,
+    HolderCardRow,
     HolderRow,
     NoticeDetail,
     NoticeRow,
@@ -55,6 +56,17 @@ async def insert_card(conn: Conn, card_id: str, cardholder_id: str, card_serial:
         region,
     )
     return row is not None
+
+
+async def holder_cards_by_indexes(conn: Executor, id_indexes: list[bytes]) -> list[HolderCardRow]:
+    """The cards of every cardholder whose ID number has one of these blind indexes, each holder's newest first."""
+    rows = await conn.fetch(
+        "SELECT h.id_index, h.cardholder_id, h.name_sealed, c.card_id, c.status FROM cardholders h"
+        " JOIN cards c ON c.cardholder_id = h.cardholder_id WHERE h.id_index = ANY($1::bytea[])"
+        " ORDER BY h.cardholder_id, c.created_at DESC",
+        id_indexes,
+    )
+    return [HolderCardRow(**r) for r in rows]
 
 
 async def cards_of_holder(conn: Executor, cardholder_id: str) -> list[CardRow]:

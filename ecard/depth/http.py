@@ -40,6 +40,7 @@ CSV_COLUMNS = (
     "target",
     "on_track",
     "note",
+    "beneficiaries_source",
 )
 
 
@@ -69,6 +70,7 @@ def _row(item: ItemDepth) -> tuple[object, ...]:
         item.target,
         item.on_track,
         item.note,
+        paid.source if paid else None,
     )
 
 

@@ -36,6 +36,9 @@ class Payouts(msgspec.Struct):
     beneficiaries: int
     paid_by_card: int
     share: float | None
+    # `batches`: counted from the service's completed disbursement batches of the year (issue 12);
+    # `reported_outside_service`: an operator's figures for payouts made outside the service, used only without batches
+    source: str = "batches"
 
 
 class Counts(msgspec.Struct):

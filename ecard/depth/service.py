@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Awaitable, Callable
 from datetime import UTC, date, datetime, time, timedelta
 
 import asyncpg
@@ -18,6 +19,8 @@ from ecard.merchants import Merchants
 WINDOW_DAYS = 30
 # The plan's highest level per function: payment has two (pay with the card's account; bills from 协约商户).
 TOP_LEVEL = {"identity": 3, "disbursement": 3, "payment": 2}
+# The source of a disbursement share that did not come from the service's own batches.
+REPORTED = "reported_outside_service"
 PAYMENT_NOTE = (
     "payment level 2 (bills pulled up by an enrolled merchant, paid with the card): no bills paid in the window"
 )
@@ -72,6 +75,7 @@ def measure(
     payouts: store.PayoutRow | None,
     payment_merchant: bool,
     bills_paid: bool = False,
+    reached: tuple[int, int] | None = None,
 ) -> ItemDepth:
     """One item's depth: each of its functions' levels, the lowest of them, and how it stands to the plan."""
     scenes, accepting_scenes, share, identity_level = _scene_counts(recorded, accepting)
@@ -83,17 +87,25 @@ def measure(
         if scenes.total is None:
             notes.append("no scenes recorded")
     if "disbursement" in item.functions:
-        if payouts is None:
-            levels["disbursement"] = 0
-            notes.append(f"no beneficiaries recorded for {year}")
-        else:
+        if reached is not None:
+            beneficiaries, by_card = reached
+            paid = Payouts(item.item_code, year, beneficiaries, by_card, _ratio(by_card, beneficiaries), "batches")
+        elif payouts is not None:
             paid = Payouts(
                 item_code=item.item_code,
                 year=year,
                 beneficiaries=payouts.beneficiaries,
                 paid_by_card=payouts.paid_by_card,
                 share=_ratio(payouts.paid_by_card, payouts.beneficiaries),
+                source=REPORTED,
             )
+            notes.append(
+                f"disbursement from figures an operator reported for payouts made outside the service ({year})"
+            )
+        if paid is None:
+            levels["disbursement"] = 0
+            notes.append(f"no beneficiaries recorded for {year}")
+        else:
             levels["disbursement"] = share_level(paid.paid_by_card, paid.beneficiaries)
     target = item.depth_targets.get(f"{year}_end")
     if "payment" in item.functions:
@@ -120,9 +132,18 @@ def measure(
     )
 
 
+# Per disbursement item over a year's completed batches: (distinct beneficiaries, of them paid through the card).
+Reach = Callable[[int], Awaitable[dict[str, tuple[int, int]]]]
+
+
 class Depth:
     def __init__(
-        self, pool: asyncpg.Pool, catalog: Catalog, merchants: Merchants, replica: asyncpg.Pool | None = None
+        self,
+        pool: asyncpg.Pool,
+        catalog: Catalog,
+        merchants: Merchants,
+        reach: Reach,
+        replica: asyncpg.Pool | None = None,
     ) -> None:
         self._pool = pool
         # the month of verifications and bills the report aggregates tolerates a replica's lag; the scenes and
@@ -130,6 +151,7 @@ class Depth:
         self._replica = replica or pool
         self._catalog = catalog
         self._merchants = merchants
+        self._reach = reach
 
     async def _item(self, item_code: str) -> Item:
         for item in await self._catalog.items():
@@ -169,6 +191,7 @@ class Depth:
             beneficiaries=beneficiaries,
             paid_by_card=paid_by_card,
             share=_ratio(paid_by_card, beneficiaries),
+            source=REPORTED,
         )
 
     async def report(self, day: date | None = None) -> DepthReport:
@@ -182,6 +205,7 @@ class Depth:
         for venues in await store.accepting_venues(self._replica, end - timedelta(days=WINDOW_DAYS), end):
             accepting[venues.item_code][venues.district] = venues.venues
         payouts = {row.item_code: row for row in await store.beneficiaries(self._pool, day.year)}
+        reached = await self._reach(day.year)
         payment = await self._merchants.payment_items()
         billed = await store.paid_bill_items(self._replica, end - timedelta(days=WINDOW_DAYS), end)
         items = sorted((i for i in await self._catalog.items() if i.in_force(day)), key=lambda i: i.item_code)
@@ -197,6 +221,7 @@ class Depth:
                     payouts.get(item.item_code),
                     item.item_code in payment,
                     bills_paid=item.item_code in billed,
+                    reached=reached.get(item.item_code),
                 )
                 for item in items
             ],

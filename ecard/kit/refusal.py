@@ -106,6 +106,14 @@ STATUS_OF: dict[str, int] = {
     "family_link_ended": 403,
     "family_consent_required": 403,
     "family_consent_not_pending": 409,
+    # disbursement (API.md "Disbursement", issue 12): operator decisions, and the bank protocol's reservations
+    "approval_duplicate": 409,
+    "batch_not_approvable": 409,
+    "credit_refused": 422,
+    "reservation_not_found": 404,
+    "reservation_conflict": 409,
+    "reservation_released": 409,
+    "reservation_exhausted": 409,
 }
 
 

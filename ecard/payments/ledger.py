@@ -113,6 +113,13 @@ async def book_refund_credit(
     )
 
 
+async def book_batch(
+    conn: Conn, kind: str, batch_id: str, merchant_id: str, amount: int, at: datetime, entries: list[tuple[str, int]]
+) -> None:
+    """A disbursement batch's movement (reserve, disburse, release) in the same ledger as bills' (issue 12)."""
+    await store.book(conn, new_id("ltr"), kind, None, merchant_id, amount, at, entries, batch_id=batch_id)
+
+
 async def check(pool: asyncpg.Pool) -> list[str]:
     """What is wrong with the ledger, one line each; empty when Σ = 0 overall and per transfer and every bill agrees."""
     problems = []

@@ -74,6 +74,16 @@ async def enqueue(conn: Conn, event: str, bill: Bill, amount_fen: int, at: float
     )
 
 
+async def enqueue_batch(
+    conn: Conn, event: str, batch_id: str, merchant_id: str, notify_url: str, fields: dict[str, Any], at: float
+) -> None:
+    """A disbursement batch's event (issue 12), in the caller's transaction, delivered and signed as bills' are."""
+    event_id = new_id("evt")
+    body = {"event": event, "event_id": event_id, "batch_id": batch_id, **fields, "at": iso(at)}
+    raw = json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode()
+    await store.insert_event(conn, event_id, None, merchant_id, event, notify_url, raw, to_datetime(at), batch_id)
+
+
 def next_delay(policy: CallbackPolicy, attempts: int) -> float:
     """Exponential backoff with full jitter: uniform in [0, min(cap, base·2^attempts)]."""
     ceiling = min(MAX_DELAY_S, policy.base_delay_s * (2 ** min(attempts, 30)))

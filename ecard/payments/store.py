@@ -288,7 +288,7 @@ async def book(
     conn: Conn,
     transfer_id: str,
     kind: str,
-    bill_id: str,
+    bill_id: str | None,
     merchant_id: str,
     amount_fen: int,
     at: datetime,
@@ -296,11 +296,12 @@ async def book(
     *,
     refund_id: str | None = None,
     bank_transfer_id: str | None = None,
+    batch_id: str | None = None,
 ) -> None:
     """One ledger transfer and its entries; the database refuses the commit unless they sum to zero."""
     await conn.execute(
         "INSERT INTO ledger_transfers (transfer_id, kind, bill_id, merchant_id, refund_id, bank_transfer_id,"
-        " amount_fen, booked_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+        " amount_fen, booked_at, batch_id) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
         transfer_id,
         kind,
         bill_id,
@@ -309,6 +310,7 @@ async def book(
         bank_transfer_id,
         amount_fen,
         at,
+        batch_id,
     )
     await conn.executemany(
         "INSERT INTO ledger_entries (transfer_id, account, amount_fen) VALUES ($1, $2, $3)",
@@ -319,16 +321,17 @@ async def book(
 async def insert_event(
     conn: Conn,
     event_id: str,
-    bill_id: str,
+    bill_id: str | None,
     merchant_id: str,
     event: str,
     notify_url: str,
     body: bytes,
     at: datetime,
+    batch_id: str | None = None,
 ) -> None:
     await conn.execute(
         "INSERT INTO outbox_events (event_id, bill_id, merchant_id, event, notify_url, body, created_at,"
-        " next_attempt_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $7)",
+        " next_attempt_at, batch_id) VALUES ($1, $2, $3, $4, $5, $6, $7, $7, $8)",
         event_id,
         bill_id,
         merchant_id,
@@ -336,6 +339,7 @@ async def insert_event(
         notify_url,
         body,
         at,
+        batch_id,
     )
 
 

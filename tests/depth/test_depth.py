@@ -176,6 +176,8 @@ async def test_disbursement_depth_is_the_share_paid_through_the_card(world: Worl
         "beneficiaries": 100,
         "paid_by_card": paid,
         "share": paid / 100,
+        # an operator's figures count only for payouts made outside the service (issue 12), and say so
+        "source": "reported_outside_service",
     }
     assert depth["beneficiaries"] == answer.json()
     assert depth["levels"] == {"disbursement": level}
