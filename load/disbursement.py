@@ -277,7 +277,7 @@ def standin_rate(bank_url: str, env: dict[str, str], people: list[Person], count
     """The stand-in's credit rate alone: a funded payer, one reservation, then `count` signed credits from it over
     `conns` connections, closed loop, as the payer sends them (same path, same signature, same verification)."""
     signer = bank_signer(env)
-    port = int(bank_url.rsplit(":", 1)[1])
+    port = bank_port(bank_url)
     run_id = secrets.token_hex(4)
     payer, reservation = f"loadprobe-{run_id}", f"rsv-probe-{run_id}"
     total = sum(amount_of(i) for i in range(count))
@@ -297,18 +297,22 @@ def standin_rate(bank_url: str, env: dict[str, str], people: list[Person], count
         raw = json.dumps({**body, "amount_fen": amount_of(i), "memo": MEMO}, ensure_ascii=False).encode()
         headers = {"Content-Type": "application/json", **signer.sign("POST", f"{bank_url}{path}", raw)}
         requests.append(build_request("POST", path, f"127.0.0.1:{port}", headers, raw))
-    bank_process = psutil.Process(next(p.pid for p in _listening(port)))
-    meter = Meter(bank_process, None).start()
+    meter = Meter(bank_process(bank_url), None).start()
     outcome: Outcome = run(Job(port, requests, 201, conns))
     return figures(outcome, 201, meter.read())
 
 
-def _listening(port: int) -> list[psutil.Process]:
-    return [
-        psutil.Process(conn.pid)
-        for conn in psutil.net_connections(kind="tcp")
-        if conn.status == psutil.CONN_LISTEN and getattr(conn.laddr, "port", None) == port and conn.pid
-    ]
+def bank_port(bank_url: str) -> int:
+    return int(bank_url.rsplit(":", 1)[1])
+
+
+def bank_process(bank_url: str) -> psutil.Process:
+    """The stand-in bank's process: the one listening on its port."""
+    port = bank_port(bank_url)
+    for conn in psutil.net_connections(kind="tcp"):
+        if conn.status == psutil.CONN_LISTEN and getattr(conn.laddr, "port", None) == port and conn.pid:
+            return psutil.Process(conn.pid)
+    raise RuntimeError(f"nothing listens on {bank_url}")
 
 
 def approve(base_url: str, tokens: list[str], batch_id: str) -> None:
@@ -379,7 +383,16 @@ def measure(server: Server, env: dict[str, str], bank_url: str, plan: Disburseme
             f" status {made['status']}"
         )
         batch_id = made["batch_id"]
-        pay = pay_batch(server, department, factory, tokens, batch_id, busy_codes, probe["rps"], plan)
+        pay = pay_batch(
+            server,
+            department,
+            factory,
+            tokens,
+            batch_id,
+            busy_codes,
+            Around(bank_url, probe["rps"], env.get("ECARD_DATABASE_URL")),
+            plan,
+        )
         after = department.batch(batch_id)
     finally:
         department.close()
@@ -432,6 +445,15 @@ def measure(server: Server, env: dict[str, str], bank_url: str, plan: Disburseme
     }
 
 
+@dataclass(frozen=True)
+class Around:
+    """What pay_batch meters beside the app: the stand-in (and its rate alone), the run's database."""
+
+    bank_url: str
+    standin_rps: float
+    database_url: str | None
+
+
 def pay_batch(
     server: Server,
     department: Department,
@@ -439,13 +461,18 @@ def pay_batch(
     tokens: list[str],
     batch_id: str,
     codes: list[str],
-    standin_rps: float,
+    around: Around,
     plan: DisbursementPlan,
 ) -> dict[str, Any]:
     """Approve (two operators above the dual threshold), then verification open loop while the batch pays, for no
     longer than the batch can take at the stand-in's own rate (so it all falls within the payout); until completed."""
     app = server.app_process()
+    standin_rps = around.standin_rps
     rows = department.batch(batch_id)["counts"]["ready"]
+    app_meter, bank_meter = (
+        Meter(app, around.database_url).start(),
+        Meter(bank_process(around.bank_url), None).start(),
+    )
     watch = Watch(app, department, batch_id)
     started = time.perf_counter()
     approve(server.base_url, tokens, batch_id)
@@ -462,6 +489,7 @@ def pay_batch(
     while watch.last().get("status") not in {"completed", "failed"} and time.perf_counter() - approved < PAY_TIMEOUT_S:
         time.sleep(0.05)
     peak = watch.stop()
+    server_cpu, bank_cpu = app_meter.read(), bank_meter.read()
     done_at = next(at for at, seen in watch.seen if seen.get("status") in {"completed", "failed"})
     seconds = done_at - approved
     return {
@@ -472,6 +500,14 @@ def pay_batch(
         "rows_per_s": round(rows / seconds, 1) if seconds else 0.0,
         "status_polls": len(watch.seen),
         "peak_rss_mb": peak,
+        # CPU over the whole payout, verification included: the app's per paid row, the stand-in's per credit
+        "server_cpu_ms_per_row": round(1000 * server_cpu["server_cpu_s"] / rows, 3) if rows else 0.0,
+        "server_cpu_pct": round(server_cpu["server_cpu_pct"], 1),
+        "db_cpu_pct": round(server_cpu["db_cpu_pct"], 1),
+        "standin_cpu_ms_per_credit": round(1000 * bank_cpu["server_cpu_s"] / rows, 3) if rows else 0.0,
+        "standin_cpu_pct": round(bank_cpu["server_cpu_pct"], 1),
+        "machine_busy_pct": round(server_cpu["machine_busy_pct"], 1),
+        "load_avg_1m": round(server_cpu["load_avg_1m"], 1),
         "verification_window_s": round(window_s, 2),
         "paid_when_verification_ended": paid_when_done,
         "verification": verification,
@@ -485,6 +521,17 @@ def table(results: dict[str, Any]) -> None:
         ("rows validated", f"{results['validation']['rows']}", f"{results['validation']['rows_per_s']} rows/s"),
         ("stand-in credits alone", f"{results['standin_alone']['requests']}", f"{results['standin_alone']['rps']}/s"),
         ("rows paid", f"{results['batch']['counts']['paid']}", f"{results['paying']['rows_per_s']} rows/s"),
+        (
+            "cpu ms/credit: stand-in alone",
+            "",
+            f"{results['standin_alone']['server_cpu_ms_per_req']} ms",
+        ),
+        (
+            "cpu ms/row paying: app, bank",
+            "",
+            f"{results['paying']['server_cpu_ms_per_row']}, {results['paying']['standin_cpu_ms_per_credit']} ms",
+        ),
+        ("machine busy while paying", "", f"{results['paying']['machine_busy_pct']} %"),
         ("verification p99 idle", "", f"{results['verification_idle']['latency_ms']['p99']:.2f} ms"),
         ("verification p99 paying", "", f"{results['verification_while_paying']['latency_ms']['p99']:.2f} ms"),
         (
