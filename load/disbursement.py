@@ -15,10 +15,10 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, overload
 from urllib.parse import urlencode
 
 import httpx
@@ -43,7 +43,8 @@ ITEM = "wl-022"  # 城乡居民最低生活保障金发放: a disbursement item
 BATCHES = "/v1/disbursements"
 CSV_HEADER = "out_row_no,id_number,name,amount_fen,memo\n"
 MEMO = "2026年11月低保金"
-# the stand-in's own rate is measured with as many credits from one reservation as the batch has, at most this many
+# the stand-in's own rate is measured (on a stand-in of its own, started alike) with as many credits from one
+# reservation as the batch has, at most this many
 PROBE_MAX = 100_000
 SAMPLE_S = 0.2
 STATUS_EVERY_S = 0.5
@@ -273,6 +274,37 @@ def bank_signer(env: dict[str, str]) -> IssuerRequestKey:
     return asyncio.run(load())
 
 
+class SignedCredits(Sequence[bytes]):
+    """The probe's credits as raw requests, each signed as it is taken (as the payer signs at sending): a 100,000-row
+    probe outlasts the stand-in's signature window, so they cannot all be signed before."""
+
+    def __init__(self, signer: IssuerRequestKey, bank_url: str, reservation: str, card_ids: list[str]) -> None:
+        self._signer = signer
+        self._url = bank_url
+        self._host = f"127.0.0.1:{bank_port(bank_url)}"
+        self._path = f"/v1/reservations/{reservation}/credits"
+        self._run = secrets.token_hex(4)
+        self._cards = card_ids
+
+    def __len__(self) -> int:
+        return len(self._cards)
+
+    @overload
+    def __getitem__(self, index: int) -> bytes: ...
+    @overload
+    def __getitem__(self, index: slice) -> list[bytes]: ...
+    def __getitem__(self, index: int | slice) -> bytes | list[bytes]:
+        if isinstance(index, slice):
+            return [self[i] for i in range(*index.indices(len(self)))]
+        if not -len(self) <= index < len(self):
+            raise IndexError(index)
+        index %= len(self)
+        body = {"transfer_id": f"probe-{self._run}-{index}", "card_id": self._cards[index]}
+        raw = json.dumps({**body, "amount_fen": amount_of(index), "memo": MEMO}, ensure_ascii=False).encode()
+        headers = {"Content-Type": "application/json", **self._signer.sign("POST", f"{self._url}{self._path}", raw)}
+        return build_request("POST", self._path, self._host, headers, raw)
+
+
 def standin_rate(bank_url: str, env: dict[str, str], people: list[Person], count: int, conns: int) -> dict[str, Any]:
     """The stand-in's credit rate alone: a funded payer, one reservation, then `count` signed credits from it over
     `conns` connections, closed loop, as the payer sends them (same path, same signature, same verification)."""
@@ -290,13 +322,7 @@ def standin_rate(bank_url: str, env: dict[str, str], people: list[Person], count
         held = bank.post("/v1/reservations", content=raw, headers={"Content-Type": "application/json", **headers})
         if held.status_code != 201:
             raise RuntimeError(f"the probe reservation: {held.status_code} {held.text}")
-    path = f"/v1/reservations/{reservation}/credits"
-    requests = []
-    for i in range(count):
-        body = {"transfer_id": f"probe-{run_id}-{i}", "card_id": people[i % len(people)].card_id}
-        raw = json.dumps({**body, "amount_fen": amount_of(i), "memo": MEMO}, ensure_ascii=False).encode()
-        headers = {"Content-Type": "application/json", **signer.sign("POST", f"{bank_url}{path}", raw)}
-        requests.append(build_request("POST", path, f"127.0.0.1:{port}", headers, raw))
+    requests = SignedCredits(signer, bank_url, reservation, [people[i % len(people)].card_id for i in range(count)])
     meter = Meter(bank_process(bank_url), None).start()
     outcome: Outcome = run(Job(port, requests, 201, conns))
     return figures(outcome, 201, meter.read())
@@ -333,25 +359,26 @@ def idle_verification(factory: Factory, app: psutil.Process, codes: list[str], r
     return figures(outcome, 200, meter.read())
 
 
-def measure(server: Server, env: dict[str, str], bank_url: str, plan: DisbursementPlan) -> dict[str, Any]:
+def measure(
+    server: Server, env: dict[str, str], bank_url: str, probe_url: str, plan: DisbursementPlan
+) -> dict[str, Any]:
     app = server.app_process()
     cast: Cast = set_up(server.base_url, env, plan.devices)
-    tokens = [operator_token(server.base_url, env), operator_token(server.base_url, env)]
-    merchant = paying_department(server.base_url, tokens[0])
+    token = operator_token(server.base_url, env)
+    merchant = paying_department(server.base_url, token)
     factory = Factory(cast, server.port)
 
     started = time.perf_counter()
-    people, enrolled = enrol(server, tokens[0], plan.rows, plan.conns)
+    people, enrolled = enrol(server, token, plan.rows, plan.conns)
     enrol_s = time.perf_counter() - started
     say(f"enrolled {len(people)} cardholders through the API in {enrol_s:.1f} s ({enrolled['rps']:.0f}/s)")
 
     count = int(plan.verify_rate * plan.verify_s) + 10
     idle_codes, _ = mint_codes(factory, count, plan.conns)
-    busy_codes, _ = mint_codes(factory, count, plan.conns)
     verify_idle = idle_verification(factory, app, idle_codes, plan.verify_rate)
     say(f"  verification at {plan.verify_rate:g}/s, idle: p99 {verify_idle['latency_ms']['p99']:.2f} ms")
 
-    probe = standin_rate(bank_url, env, people, min(plan.rows, PROBE_MAX), plan.concurrency)
+    probe = standin_rate(probe_url, env, people, min(plan.rows, PROBE_MAX), plan.concurrency)
     say(
         f"  stand-in alone: {probe['rps']:.0f} credits/s over {probe['requests']} ({plan.concurrency} connections),"
         f" non-201 {probe['unexpected']} {probe['unexpected_samples'][:1]}"
@@ -383,6 +410,9 @@ def measure(server: Server, env: dict[str, str], bank_url: str, plan: Disburseme
             f" status {made['status']}"
         )
         batch_id = made["batch_id"]
+        # minted and logged in only now: a full run's enrolment and stand-in probe outlast codes and sessions
+        busy_codes, _ = mint_codes(factory, count, plan.conns)
+        tokens = [operator_token(server.base_url, env), operator_token(server.base_url, env)]
         pay = pay_batch(
             server,
             department,
@@ -566,11 +596,15 @@ def main(argv: list[str] | None = None) -> int:
             port = free_port()
             # the stand-in verifies the issuer's signatures with its published request keys, as in production
             trust = f"http://127.0.0.1:{port}/v1/issuer/request-keys"
-            with running_standin(Path(folder) / "bank", trust, Path(folder) / "bank.log") as standin:
+            # the stand-in's rate alone is measured on a second one, so that neither ledger holds the other's credits
+            with (
+                running_standin(Path(folder) / "bank", trust, Path(folder) / "bank.log") as standin,
+                running_standin(Path(folder) / "probe", trust, Path(folder) / "probe.log") as probe,
+            ):
                 env["ECARD_BANK_URL"] = standin.url
                 with serving(env, port=port) as server:
                     say(f"ecard serve on {server.base_url} (pid {server.proc.pid}), stand-in bank on {standin.url}")
-                    results = measure(server, env, standin.url, plan)
+                    results = measure(server, env, standin.url, probe.url, plan)
         finally:
             forget_redis_keys(env)
     results = {"when": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "plan": asdict(plan), **results}
