@@ -575,6 +575,12 @@ def table(results: dict[str, Any]) -> None:
         say(f"{name:<30}{count:>10}{figure:>24}")
     for name, check in results["ratios"].items():
         say(f"{name}: {check['value']:g}  (target {check['target']}: {'met' if check['met'] else 'NOT met'})")
+    load = results["paying"]["load_avg_1m"]
+    if load > (os.cpu_count() or 1):
+        say(
+            f"note: load average {load:g} on {os.cpu_count()} CPUs while paying: the app got its share of a saturated"
+            " machine, so rates and latency ratios measure the machine as much as the service (see cpu ms/row)"
+        )
 
 
 def main(argv: list[str] | None = None) -> int:
