@@ -131,6 +131,10 @@ def serving(env: dict[str, str], workers: int = 1, code: Path = REPO) -> Iterato
     """`ecard serve` (of the source tree `code`) on a free port for the duration of the block; always stopped
     (SIGTERM, wait) after."""
     port = free_port()
+def serving(env: dict[str, str], workers: int = 1, port: int | None = None) -> Iterator[Server]:
+    """`ecard serve` on `port` (a free one unless given) for the duration of the block; always stopped (SIGTERM,
+    wait) after."""
+    port = port or free_port()
     log = Path(env["ECARD_DATA_DIR"]) / "serve.log"
     log.parent.mkdir(parents=True, exist_ok=True)
     with log.open("wb") as out:
