@@ -127,13 +127,9 @@ class Server:
 
 
 @contextlib.contextmanager
-def serving(env: dict[str, str], workers: int = 1, code: Path = REPO) -> Iterator[Server]:
-    """`ecard serve` (of the source tree `code`) on a free port for the duration of the block; always stopped
-    (SIGTERM, wait) after."""
-    port = free_port()
-def serving(env: dict[str, str], workers: int = 1, port: int | None = None) -> Iterator[Server]:
-    """`ecard serve` on `port` (a free one unless given) for the duration of the block; always stopped (SIGTERM,
-    wait) after."""
+def serving(env: dict[str, str], workers: int = 1, code: Path = REPO, port: int | None = None) -> Iterator[Server]:
+    """`ecard serve` (of the source tree `code`) on `port` (a free one unless given) for the duration of the
+    block; always stopped (SIGTERM, wait) after."""
     port = port or free_port()
     log = Path(env["ECARD_DATA_DIR"]) / "serve.log"
     log.parent.mkdir(parents=True, exist_ok=True)
