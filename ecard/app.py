@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -327,6 +328,8 @@ def create_app(settings: Settings, clock: Clock | None = None) -> Litestar:
             )
             state.payer = payer_box[0]
             background.start("disbursement_payer", payer_box[0].run)
+        # the holder's timeline shows what was paid into the card beside its verifications
+        state.verify_deps = dataclasses.replace(state.verify_deps, payouts=state.disbursements)
         # issue 13 (perf): what startup made lives until shutdown; full collections need not walk it again
         heap.settle()
         try:

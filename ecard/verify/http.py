@@ -15,8 +15,16 @@ from ecard.kit.metrics import VERIFICATIONS, VERIFY_SECONDS
 from ecard.kit.principal import ClientKind, Principal
 from ecard.kit.problems import problems
 from ecard.kit.refusal import Refusal
-from ecard.verify.models import REFUSALS, History, VerificationAnswer, VerificationRequest, accepted, check_place
-from ecard.verify.service import VerifyDeps, history, verify
+from ecard.verify.models import (
+    REFUSALS,
+    History,
+    Timeline,
+    VerificationAnswer,
+    VerificationRequest,
+    accepted,
+    check_place,
+)
+from ecard.verify.service import VerifyDeps, history, timeline, verify
 
 
 class VerificationController(Controller):
@@ -69,3 +77,13 @@ class HistoryController(Controller):
         self, verify_deps: NamedDependency[VerifyDeps], principal: NamedDependency[Principal], card_id: FromPath[str]
     ) -> History:
         return History(items=await history(principal, card_id, verify_deps))
+
+    @get(
+        "/{card_id:str}/history",
+        summary="The card's timeline: its verifications and the disbursements paid into it, newest first",
+        responses=problems(*SIGNED_PROBLEMS, "forbidden"),
+    )
+    async def timeline(
+        self, verify_deps: NamedDependency[VerifyDeps], principal: NamedDependency[Principal], card_id: FromPath[str]
+    ) -> Timeline:
+        return Timeline(items=await timeline(principal, card_id, verify_deps))

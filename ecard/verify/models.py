@@ -99,6 +99,29 @@ class History(msgspec.Struct):
     items: list[HistoryEntry]
 
 
+class PaidIn(msgspec.Struct):
+    """Money paid into the card's account by a disbursement batch (ecard/disbursements), as the timeline shows it."""
+
+    payer_name: str
+    item_code: str
+    item_name: str
+    amount_fen: int
+    memo: str
+
+
+class TimelineEntry(msgspec.Struct, omit_defaults=True):
+    """One event of the card, newest first: `kind` says which of `verification` or `disbursement` is set."""
+
+    kind: str
+    at: str
+    verification: HistoryEntry | None = None
+    disbursement: PaidIn | None = None
+
+
+class Timeline(msgspec.Struct):
+    items: list[TimelineEntry]
+
+
 # --- rows as the store reads them ---------------------------------------------------------------
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -21,7 +22,7 @@ from ecard.kit.refusal import Refusal
 from ecard.merchants import Merchant, Merchants
 from ecard.risk import RiskEvents
 from ecard.verify import store
-from ecard.verify.models import HistoryEntry, RecordedCard, Venue, Verification
+from ecard.verify.models import HistoryEntry, PaidIn, RecordedCard, TimelineEntry, Venue, Verification
 
 HISTORY_SHOWN = 100
 
@@ -38,6 +39,29 @@ class LinkedCodes(Protocol):
     prefix: str
 
     async def card_of(self, code: str) -> str: ...
+
+
+class Payout(Protocol):
+    """One payment into the holder's card account, as the disbursement room lists it."""
+
+    @property
+    def payer_name(self) -> str: ...
+    @property
+    def item_code(self) -> str: ...
+    @property
+    def item_name(self) -> str: ...
+    @property
+    def amount_fen(self) -> int: ...
+    @property
+    def memo(self) -> str: ...
+    @property
+    def paid_at(self) -> str: ...
+
+
+class Payouts(Protocol):
+    """What was paid into a card (the disbursement room), for the holder's timeline."""
+
+    async def for_holder(self, device: Principal, card_id: str) -> Sequence[Payout]: ...
 
 
 @dataclass(frozen=True)
@@ -59,6 +83,8 @@ class VerifyDeps:
     linked: LinkedCodes | None = None
     # where reads that tolerate lag go (the holder's history): a streaming replica, or None for `pool`
     replica: asyncpg.Pool | None = None
+    # payments into the card's account, shown beside its verifications in the holder's timeline
+    payouts: Payouts | None = None
 
 
 async def _open_reference(deps: VerifyDeps, sealed: bytes) -> tuple[str, bytes]:
@@ -328,3 +354,21 @@ async def history(device: Principal, card_id: str, deps: VerifyDeps) -> list[His
         )
         for row in rows
     ]
+
+
+async def timeline(device: Principal, card_id: str, deps: VerifyDeps) -> list[TimelineEntry]:
+    """The holder's history with the disbursements paid into the card beside the verifications, newest first."""
+    entries = [
+        TimelineEntry("verification", e.verified_at, verification=e) for e in await history(device, card_id, deps)
+    ]
+    if deps.payouts is not None:
+        entries += [
+            TimelineEntry(
+                "disbursement",
+                p.paid_at,
+                disbursement=PaidIn(p.payer_name, p.item_code, p.item_name, p.amount_fen, p.memo),
+            )
+            for p in await deps.payouts.for_holder(device, card_id)
+        ]
+    # ISO 8601 in UTC sorts as text
+    return sorted(entries, key=lambda e: e.at, reverse=True)

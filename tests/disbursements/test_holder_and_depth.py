@@ -34,6 +34,30 @@ async def test_the_holder_sees_the_payout_and_another_cards_device_is_refused(of
     assert problem(unsigned) == (401, "signature_missing")
 
 
+async def test_the_holders_timeline_shows_the_payout_beside_the_verifications(office: Office, world: World) -> None:
+    payer = await office.payer(funding_fen=100_000, name="武隆区民政局")
+    phone = await world.device("陈八")
+    library = await world.merchant(["wl-030"])
+    assert (await world.verify(library, await world.code(phone))).status_code == 200
+    holder = {"id_number": phone.ids["id_number"], "name": "陈八"}
+    made = (await office.create(payer, office.body([office.row(holder, 12_000, memo="高龄津贴")]))).json()
+    assert (await office.approve(made["batch_id"])).status_code == 200
+    assert (await office.settled(payer, made["batch_id"]))["status"] == "completed"
+    answer = await world.signed(phone, "GET", f"/v1/cards/{phone.ids['card_id']}/history")
+    assert answer.status_code == 200, answer.text
+    paid, checked = answer.json()["items"]
+    assert (paid["kind"], paid["disbursement"]["payer_name"], paid["disbursement"]["amount_fen"]) == (
+        "disbursement",
+        "武隆区民政局",
+        12_000,
+    )
+    assert (checked["kind"], checked["verification"]["item_code"]) == ("verification", "wl-030")
+    assert paid["at"] >= checked["at"]
+    other = await world.device("别人")
+    refused = await world.signed(other, "GET", f"/v1/cards/{phone.ids['card_id']}/history")
+    assert problem(refused) == (403, "forbidden")
+
+
 async def depth_of(world: World, item_code: str) -> dict[str, Any]:
     answer = await world.admin("GET", "/v1/admin/depth")
     assert answer.status_code == 200, answer.text
