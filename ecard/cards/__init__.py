@@ -1,6 +1,6 @@
 """Cardholders, cards, enrolled devices."""
 
 from ecard.cards.models import mask_name
-from ecard.cards.service import REGIONS, CardHolder, Cards, CardState
+from ecard.cards.service import REGIONS, CardHolder, Cards, CardSignals, CardState
 
-__all__ = ["REGIONS", "CardHolder", "CardState", "Cards", "mask_name"]
+__all__ = ["REGIONS", "CardHolder", "CardSignals", "CardState", "Cards", "mask_name"]

@@ -96,6 +96,9 @@ STATUS_OF: dict[str, int] = {
     "too_many_requests": 429,
     # PIN changes (issue 11, H1): a channel's reset grant that is unknown, used, expired or another device's
     "pin_reset_invalid": 403,
+    # risk events (issue 14): an operator's resolution of an event that does not exist, or is resolved already
+    "risk_event_not_found": 404,
+    "risk_event_resolved": 409,
 }
 
 
