@@ -100,7 +100,7 @@ def create_app(settings: Settings, clock: Clock | None = None) -> Litestar:
         catalog = Catalog(pool, clock)
         merchants = Merchants(pool, directory, catalog)
         # risk monitoring (issue 14): the rules' queue, filled by cards (lockouts, enrolments) and verification
-        risk_inbox = RiskInbox(settings.risk_queue_size)
+        risk_inbox = RiskInbox(settings.risk_queue_size, enabled=settings.risk_rules)
         cards = Cards(pool, keys, directory, clock, pin_reset_ttl_s=settings.pin_reset_ttl_s, signals=risk_inbox)
         risk = RiskEvents(pool, redis, cards, clock, _risk_settings(settings), risk_inbox)
         ring = KeyRing.from_settings(pool, redis, keys, clock, settings)

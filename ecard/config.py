@@ -91,6 +91,7 @@ class Settings:
     pin_reset_ttl_s: int = 300
     # risk monitoring (issue 14, rules and actions; docs/risk.md): the rules' queue, their windows and thresholds,
     # the kinds whose high-severity events act on the card at once, and how often the audit chain is checked
+    risk_rules: bool = True
     risk_queue_size: int = 10_000
     risk_velocity_window_s: int = 600
     risk_velocity_max: int = 20
@@ -145,6 +146,7 @@ class Settings:
             callback_per_merchant=_int(env, "ECARD_CALLBACK_PER_MERCHANT", 2),
             callback_allow_loopback=(env.get("ECARD_CALLBACK_ALLOW_LOOPBACK") or "") == "1",
             pin_reset_ttl_s=_int(env, "ECARD_PIN_RESET_TTL_S", 300),
+            risk_rules=(env.get("ECARD_RISK_RULES") or "1") != "0",
             risk_queue_size=_int(env, "ECARD_RISK_QUEUE_SIZE", 10_000),
             risk_velocity_window_s=_int(env, "ECARD_RISK_VELOCITY_WINDOW_S", 600),
             risk_velocity_max=_int(env, "ECARD_RISK_VELOCITY_MAX", 20),

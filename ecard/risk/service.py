@@ -65,6 +65,14 @@ def haversine_km(lat1: float, lon1: float, lat2: float, lon2: float) -> float:
     return 2 * EARTH_RADIUS_KM * math.asin(min(1.0, math.sqrt(a)))
 
 
+def _raise_if_cancelling() -> None:
+    """A client library may swallow our cancellation (redis-py, cut off in the middle of a pipeline, can return
+    as if nothing happened): the loop must still stop when its supervisor stops it, not wait for the next one."""
+    task = asyncio.current_task()
+    if task is not None and task.cancelling():
+        raise asyncio.CancelledError
+
+
 def _is_event_id(value: str) -> bool:
     try:
         id_to_bytes(value)
@@ -81,10 +89,13 @@ def suspension_reason(event_id: str) -> str:
 class RiskInbox:
     """The rules' bounded queue: observations go in without waiting, the monitor takes them out."""
 
-    def __init__(self, size: int) -> None:
-        self._queue: asyncio.Queue[Observation] = asyncio.Queue(maxsize=size)
+    def __init__(self, size: int, *, enabled: bool = True) -> None:
+        self._queue: asyncio.Queue[Observation] = asyncio.Queue(maxsize=max(size, 1))
+        self._enabled = enabled
 
     def put(self, observation: Observation) -> None:
+        if not self._enabled:
+            return
         try:
             self._queue.put_nowait(observation)
         except asyncio.QueueFull:
@@ -231,40 +242,41 @@ class RiskEvents:
                 log.warning("risk rules skipped an observation", extra={"error_type": type(exc).__name__})
             finally:
                 self.inbox.done()
+            _raise_if_cancelling()
 
     async def evaluate(self, seen: Observation) -> None:
         if isinstance(seen, Verified):
-            await self._velocity(seen)
-            await self._travel(seen)
+            await self._card(seen)
             await self._harvest(seen)
         elif isinstance(seen, PinLocked):
             await self._pin_guessing(seen)
         else:
             await self._churn(seen)
 
-    async def _velocity(self, seen: Verified) -> None:
+    async def _card(self, seen: Verified) -> None:
+        """velocity and impossible_travel: one Redis round trip on the card's slot."""
         s = self._settings
-        key = store.card_key(s.prefix, seen.card_id, "velocity")
-        count = await store.count_in_window(self._redis, key, new_id("obs"), seen.at, s.velocity_window_s)
+        place = (seen.lat, seen.lon) if seen.lat is not None and seen.lon is not None else None
+        count, before = await store.card_step(
+            self._redis,
+            store.card_key(s.prefix, seen.card_id, "velocity"),
+            store.card_key(s.prefix, seen.card_id, "place"),
+            new_id("obs"),
+            seen.at,
+            s.velocity_window_s,
+            place,
+        )
         # raised once as the window crosses the limit, by whichever worker's step crossed it
         if count == s.velocity_max + 1:
             detail = {"verifications": count, "window_s": s.velocity_window_s}
             await self.raise_event("velocity", seen.card_id, seen.merchant_id, detail)
-
-    async def _travel(self, seen: Verified) -> None:
-        if seen.lat is None or seen.lon is None:
+        if place is None or before is None:
             return
-        s = self._settings
-        key = store.card_key(s.prefix, seen.card_id, "place")
-        # a journey longer than a day is never impossible at any speed worth a setting
-        before = await store.swap_place(self._redis, key, seen.lat, seen.lon, seen.at, 86_400)
-        if before is None:
-            return
-        km = haversine_km(before[0], before[1], seen.lat, seen.lon)
+        km = haversine_km(before[0], before[1], place[0], place[1])
         hours = max(abs(seen.at - before[2]), 1.0) / 3600
         if km >= s.travel_min_km and km / hours > s.travel_kmh:
-            detail = {"km": round(km, 1), "seconds": round(hours * 3600), "kmh": round(km / hours)}
-            await self.raise_event("impossible_travel", seen.card_id, seen.merchant_id, detail)
+            journey = {"km": round(km, 1), "seconds": round(hours * 3600), "kmh": round(km / hours)}
+            await self.raise_event("impossible_travel", seen.card_id, seen.merchant_id, journey)
 
     async def _harvest(self, seen: Verified) -> None:
         if not seen.discloses_identity:
@@ -339,3 +351,4 @@ class AuditWatch:
                 await self.check()
             except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, redis.exceptions.RedisError) as exc:
                 log.warning("audit check round failed", extra={"error_type": type(exc).__name__})
+            _raise_if_cancelling()

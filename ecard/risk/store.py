@@ -114,18 +114,32 @@ async def count_in_window(redis: aioredis.Redis, key: str, member: str, at: floa
     return int(count)
 
 
-async def swap_place(
-    redis: aioredis.Redis, key: str, lat: float, lon: float, at: float, ttl_s: int
-) -> tuple[float, float, float] | None:
-    """Record the card's newest registered place and answer the one before it (lat, lon, at), atomically."""
+async def card_step(
+    redis: aioredis.Redis,
+    velocity_key: str,
+    place_key: str,
+    member: str,
+    at: float,
+    window_s: float,
+    place: tuple[float, float] | None,
+) -> tuple[int, tuple[float, float, float] | None]:
+    """One verification of a card, in one transaction on the card's slot: its count in the velocity window, and
+    (when it was at a registered place) the place before it (lat, lon, at), which this one replaces."""
     async with redis.pipeline(transaction=True) as pipe:
-        pipe.hgetall(key)
-        pipe.hset(key, mapping={"lat": repr(lat), "lon": repr(lon), "at": repr(at)})
-        pipe.expire(key, ttl_s)
-        before, _, _ = await pipe.execute()
+        pipe.zadd(velocity_key, {member: at})
+        pipe.zremrangebyscore(velocity_key, "-inf", at - window_s)
+        pipe.zcard(velocity_key)
+        pipe.expire(velocity_key, int(window_s) + 60)
+        if place is not None:
+            pipe.hgetall(place_key)
+            # a journey longer than a day is never impossible at any speed worth a setting
+            pipe.hset(place_key, mapping={"lat": repr(place[0]), "lon": repr(place[1]), "at": repr(at)})
+            pipe.expire(place_key, 86_400)
+        answers = await pipe.execute()
+    before = answers[4] if place is not None else None
     if not before:
-        return None
-    return float(before[b"lat"]), float(before[b"lon"]), float(before[b"at"])
+        return int(answers[2]), None
+    return int(answers[2]), (float(before[b"lat"]), float(before[b"lon"]), float(before[b"at"]))
 
 
 async def first_claim(redis: aioredis.Redis, key: str, ttl_s: int) -> bool:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 from tests.risk.parties import LIBRARY, events
 from tests.support import World
 
@@ -38,3 +40,13 @@ async def test_an_edited_audit_row_raises_a_high_severity_event_once(world: Worl
 
 async def test_the_check_runs_in_the_service_as_a_supervised_task(world: World) -> None:
     assert {"risk_rules", "audit_check"} <= set(world.app.state.background.names)
+
+
+async def test_the_service_stops_while_the_rules_are_busy(world: World) -> None:
+    library = await world.merchant([LIBRARY])
+    holder = await world.device()
+    for _ in range(3):
+        assert (await world.verify(library, await world.code(holder), LIBRARY)).status_code == 200
+
+    # no waiting for the rules: stopping must not hang on a step cut off in the middle
+    await asyncio.wait_for(world.app.state.background.stop(), timeout=10)
