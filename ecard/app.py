@@ -66,7 +66,8 @@ from ecard.payments import CallbackPolicy, Callbacks, Destinations, Payments, Re
 from ecard.payments.http import BillController, StatementController
 from ecard.portal import Held, Portals, Provider, SigningKeys
 from ecard.portal.http import LoginController, OAuthController, PortalAdminController, ProviderController
-from ecard.risk import RiskEvents
+from ecard.risk import AuditWatch, RiskEvents, RiskInbox, RiskSettings
+from ecard.risk.http import RiskAdminController
 from ecard.verify import GroupCommit, VerifyDeps
 from ecard.verify.http import HistoryController, VerificationController
 from ecard.yukuai import YukuaiLinks, YukuaiPlatform, check_platform_url
@@ -98,6 +99,8 @@ COLLABORATORS = (
     "family",
     # disbursement (issue 12)
     "disbursements",
+    # risk monitoring (issue 14)
+    "risk",
 )
 
 
@@ -122,7 +125,10 @@ def create_app(settings: Settings, clock: Clock | None = None) -> Litestar:
         directory = ClientDirectory(pool, keys)
         catalog = Catalog(pool, clock)
         merchants = Merchants(pool, directory, catalog, replica)
-        cards = Cards(pool, keys, directory, clock, pin_reset_ttl_s=settings.pin_reset_ttl_s)
+        # risk monitoring (issue 14): the rules' queue, filled by cards (lockouts, enrolments) and verification
+        risk_inbox = RiskInbox(settings.risk_queue_size, enabled=settings.risk_rules)
+        cards = Cards(pool, keys, directory, clock, pin_reset_ttl_s=settings.pin_reset_ttl_s, signals=risk_inbox)
+        risk = RiskEvents(pool, redis, cards, clock, _risk_settings(settings), risk_inbox)
         ring = KeyRing.from_settings(pool, redis, keys, clock, settings)
         await ring.ensure_active()
         await ring.republish_revocations()
@@ -215,7 +221,7 @@ def create_app(settings: Settings, clock: Clock | None = None) -> Litestar:
             ring=ring,
             catalog=catalog,
             merchants=merchants,
-            risk=RiskEvents(pool),
+            risk=risk,
             clock=clock,
             issuer=settings.issuer_id,
             skew_s=settings.clock_skew_s,
@@ -255,6 +261,12 @@ def create_app(settings: Settings, clock: Clock | None = None) -> Litestar:
         # issue 13, partitions (p13c): months of the append-only tables made ahead of time
         state.partitions = Partitions(pool, clock, settings.partitions_ahead_months)
         background.start("partitions", state.partitions.run)
+        # risk monitoring (issue 14): the rules, and the periodic audit check
+        state.risk = risk
+        background.start("risk_rules", risk.run)
+        audit_watch = AuditWatch(pool, redis, keys.audit_key, risk, settings.redis_prefix, settings.risk_audit_check_s)
+        state.audit_watch = audit_watch
+        background.start("audit_check", audit_watch.run)
         bank = (
             HttpBank(settings.bank_url, request_keys.signer(Audience.BANK), settings.bank_timeout_s)
             if settings.bank_url
@@ -382,6 +394,8 @@ def create_app(settings: Settings, clock: Clock | None = None) -> Litestar:
         DisbursementController,
         DisbursementAdminController,
         HolderDisbursementController,
+        # risk monitoring (issue 14)
+        RiskAdminController,
     ]
     if settings.load_echo:
         handlers.append(EchoController)
@@ -436,6 +450,23 @@ SECURITY_SCHEMES: dict[str, SecurityScheme | Reference] = {
         description="An operator session: `POST /v1/admin/sessions` (password and TOTP) answers the token.",
     ),
 }
+
+
+def _risk_settings(settings: Settings) -> RiskSettings:
+    return RiskSettings(
+        velocity_window_s=settings.risk_velocity_window_s,
+        velocity_max=settings.risk_velocity_max,
+        travel_kmh=settings.risk_travel_kmh,
+        travel_min_km=settings.risk_travel_min_km,
+        pin_lockouts=settings.risk_pin_lockouts,
+        pin_window_s=settings.risk_pin_window_s,
+        churn_window_s=settings.risk_churn_window_s,
+        churn_max=settings.risk_churn_max,
+        harvest_window_s=settings.risk_harvest_window_s,
+        harvest_cards=settings.risk_harvest_cards,
+        act_on=settings.risk_act_on,
+        prefix=settings.redis_prefix,
+    )
 
 
 def _quiet_defaults(config: AppConfig) -> AppConfig:

@@ -27,6 +27,14 @@ def _float(env: dict[str, str], name: str, default: float) -> float:
         raise ValueError(f"{name} must be a number, got {raw!r}") from exc
 
 
+def _kinds(env: dict[str, str], name: str, default: frozenset[str]) -> frozenset[str]:
+    """A comma-separated list of words (`none` for an empty one)."""
+    raw = env.get(name)
+    if raw is None or raw == "":
+        return default
+    return frozenset(word.strip() for word in raw.split(",") if word.strip() and word.strip() != "none")
+
+
 @dataclass(frozen=True)
 class Settings:
     """Everything the service can be told from outside."""
@@ -113,6 +121,22 @@ class Settings:
     disbursement_lease_s: float = 60.0
     disbursement_poll_s: float = 2.0
     disbursement_retries: int = 3
+    # risk monitoring (issue 14, rules and actions; docs/risk.md): the rules' queue, their windows and thresholds,
+    # the kinds whose high-severity events act on the card at once, and how often the audit chain is checked
+    risk_rules: bool = True
+    risk_queue_size: int = 10_000
+    risk_velocity_window_s: int = 600
+    risk_velocity_max: int = 20
+    risk_travel_kmh: float = 300.0
+    risk_travel_min_km: float = 5.0
+    risk_pin_lockouts: int = 3
+    risk_pin_window_s: int = 86_400
+    risk_churn_window_s: int = 7 * 86_400
+    risk_churn_max: int = 3
+    risk_harvest_window_s: int = 900
+    risk_harvest_cards: int = 20
+    risk_act_on: frozenset[str] = frozenset({"impossible_travel", "pin_guessing"})
+    risk_audit_check_s: float = 300.0
 
     @classmethod
     def from_env(cls, environ: dict[str, str] | None = None) -> Settings:
@@ -173,4 +197,18 @@ class Settings:
             disbursement_lease_s=_float(env, "ECARD_DISBURSEMENT_LEASE_S", 60.0),
             disbursement_poll_s=_float(env, "ECARD_DISBURSEMENT_POLL_S", 2.0),
             disbursement_retries=_int(env, "ECARD_DISBURSEMENT_RETRIES", 3),
+            risk_rules=(env.get("ECARD_RISK_RULES") or "1") != "0",
+            risk_queue_size=_int(env, "ECARD_RISK_QUEUE_SIZE", 10_000),
+            risk_velocity_window_s=_int(env, "ECARD_RISK_VELOCITY_WINDOW_S", 600),
+            risk_velocity_max=_int(env, "ECARD_RISK_VELOCITY_MAX", 20),
+            risk_travel_kmh=_float(env, "ECARD_RISK_TRAVEL_KMH", 300.0),
+            risk_travel_min_km=_float(env, "ECARD_RISK_TRAVEL_MIN_KM", 5.0),
+            risk_pin_lockouts=_int(env, "ECARD_RISK_PIN_LOCKOUTS", 3),
+            risk_pin_window_s=_int(env, "ECARD_RISK_PIN_WINDOW_S", 86_400),
+            risk_churn_window_s=_int(env, "ECARD_RISK_CHURN_WINDOW_S", 7 * 86_400),
+            risk_churn_max=_int(env, "ECARD_RISK_CHURN_MAX", 3),
+            risk_harvest_window_s=_int(env, "ECARD_RISK_HARVEST_WINDOW_S", 900),
+            risk_harvest_cards=_int(env, "ECARD_RISK_HARVEST_CARDS", 20),
+            risk_act_on=_kinds(env, "ECARD_RISK_ACT_ON", frozenset({"impossible_travel", "pin_guessing"})),
+            risk_audit_check_s=_float(env, "ECARD_RISK_AUDIT_CHECK_S", 300.0),
         )

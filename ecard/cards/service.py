@@ -6,8 +6,8 @@ import contextlib
 import hashlib
 import hmac
 from dataclasses import dataclass
-from datetime import datetime
-from typing import Any
+from datetime import UTC, datetime
+from typing import Any, Protocol
 
 import asyncpg
 
@@ -41,6 +41,8 @@ REGIONS = {"cq", "sc", "gz", "xz", "yn"}
 # Wrong PINs a card may take (payments and PIN changes alike), and how long the card's PIN is locked after them.
 PIN_ATTEMPTS = 5
 PIN_LOCK_S = 30 * 60
+# A lock this far out is a hold (risk monitoring's escalation): lifted only by a channel's PIN reset.
+PIN_HELD_UNTIL = datetime(9999, 1, 1, tzinfo=UTC)
 # The PIN hash version new hashes get: Argon2id of the PIN's HMAC under the server's pin key (0: of the bare PIN).
 PIN_PEPPER = 1
 NOTICES_SHOWN = 100
@@ -56,6 +58,14 @@ TRANSITIONS = {
 class CardState:
     card_id: str
     status: str
+
+
+class CardSignals(Protocol):
+    """Who hears of a card's PIN lockouts and device enrolments (risk monitoring); must not block."""
+
+    def pin_locked(self, card_id: str, at: float) -> None: ...
+
+    def device_enrolled(self, card_id: str, at: float) -> None: ...
 
 
 @dataclass(frozen=True)
@@ -122,13 +132,21 @@ _PAYABLE = ("active", "suspended")
 
 class Cards:
     def __init__(
-        self, pool: asyncpg.Pool, keys: Keys, directory: ClientDirectory, clock: Clock, *, pin_reset_ttl_s: int
+        self,
+        pool: asyncpg.Pool,
+        keys: Keys,
+        directory: ClientDirectory,
+        clock: Clock,
+        *,
+        pin_reset_ttl_s: int,
+        signals: CardSignals | None = None,
     ) -> None:
         self._pool = pool
         self._keys = keys
         self._directory = directory
         self._clock = clock
         self._pin_reset_ttl_s = pin_reset_ttl_s
+        self._signals = signals
 
     def _index(self, id_number: str) -> bytes:
         return self._keys.blind_index(normalise_id_number(id_number))
@@ -254,6 +272,8 @@ class Cards:
             key_id = await self._directory.register(conn, ClientKind.DEVICE, device_id, device_jwk, parent_id=card_id)
             await store.insert_device(conn, device_id, card_id, channel.owner_id, key_id, device_name.strip()[:64])
             await audit.record(conn, channel.owner_id, "device.enrolled", card_id, {"device_id": device_id})
+        if self._signals is not None:
+            self._signals.device_enrolled(card_id, self._clock.now())
         return EnrolmentAnswer(card_id=card_id, device_id=device_id, device_key_id=key_id)
 
     async def card_of(self, id_number: str, name: str) -> str:
@@ -445,21 +465,58 @@ class Cards:
         # the fifth wrong PIN locks; so does an attempt beyond the fifth that finds no lock (the fifth's check
         # never finished: its process died), lest the count stay above the limit for good
         locks = outcome == "pin_locked" or (outcome == "pin_refused_locked" and attempt.locked_until is None)
+        locked = False
         async with self._pool.acquire() as conn, conn.transaction():
             if outcome == "pin_correct":
                 await store.clear_pin_failures(conn, card_id)
                 if rehashed is not None and attempt.pin_hash is not None:
                     await store.rehash_pin(conn, device.owner_id, attempt.pin_hash, rehashed, PIN_PEPPER)
             elif locks and await store.lock_pins(conn, card_id, to_datetime(now + PIN_LOCK_S)):
+                locked = True
                 await self.notify(card_id, "pin_locked", {"until": iso(now + PIN_LOCK_S)}, conn=conn, at=now)
             await audit.record(conn, f"device:{device.owner_id}", f"{purpose}.{outcome}", subject, {"card_id": card_id})
+        if locked and self._signals is not None:
+            self._signals.pin_locked(card_id, now)
         if outcome == "pin_correct":
             return
         if outcome == "pin_incorrect":
             raise Refusal(
                 "pin_incorrect", "the PIN is not correct", extra={"attempts_left": PIN_ATTEMPTS - attempt.failures}
             )
+        if attempt.locked_until is not None and attempt.locked_until >= PIN_HELD_UNTIL:
+            raise Refusal("pin_locked", "the card's PIN is locked until the holder re-verifies through a channel")
         raise Refusal("pin_locked", "too many wrong PINs: the card's PIN is locked for 30 minutes")
+
+    async def hold_pin(self, actor: str, card_id: str, detail: NoticeDetail) -> None:
+        """Lock the card's PIN (payments, PIN changes) until the holder re-verifies through a channel (a PIN reset).
+
+        Audited, and told to the holder."""
+        now = self._clock.now()
+        async with self._pool.acquire() as conn, conn.transaction():
+            await store.hold_pins(conn, card_id, PIN_ATTEMPTS, PIN_HELD_UNTIL)
+            await audit.record(conn, actor, "pin.held", card_id, dict(detail))
+            await self.notify(card_id, "pin_held", detail, conn=conn, at=now)
+
+    async def suspend_if_active(self, actor: str, card_id: str, reason: str) -> bool:
+        """Suspend an active card (audited); False when the card is not active (or not known)."""
+        async with self._pool.acquire() as conn, conn.transaction():
+            found = await store.card_reason_for_update(conn, card_id)
+            if found is None or found[0] != "active":
+                return False
+            await store.set_status(conn, card_id, "suspended", reason[:200], actor)
+            await audit.record(conn, actor, "card.suspended", card_id, {"from": "active"})
+        return True
+
+    async def reactivate_if_suspended_for(self, actor: str, card_id: str, reason: str) -> bool:
+        """Reactivate a card still suspended for exactly `reason` (audited); a later suspension (a loss report,
+        an operator's) stands, and this answers False."""
+        async with self._pool.acquire() as conn, conn.transaction():
+            found = await store.card_reason_for_update(conn, card_id)
+            if found is None or found != ("suspended", reason[:200]):
+                return False
+            await store.set_status(conn, card_id, "active", reason[:200], actor)
+            await audit.record(conn, actor, "card.active", card_id, {"from": "suspended"})
+        return True
 
     # --- notices -----------------------------------------------------------------------------------
 

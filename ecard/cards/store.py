@@ -83,6 +83,12 @@ async def card_for_update(conn: Conn, card_id: str) -> CardLock | None:
     return CardLock(**row) if row else None
 
 
+async def card_reason_for_update(conn: Conn, card_id: str) -> tuple[str, str] | None:
+    """The card's status and the reason it was given, locked for the caller's transaction."""
+    row = await conn.fetchrow("SELECT status, status_reason FROM cards WHERE card_id = $1 FOR UPDATE", card_id)
+    return (row["status"], row["status_reason"] or "") if row else None
+
+
 async def set_status(conn: Conn, card_id: str, status: str, reason: str, actor: str) -> None:
     await conn.execute(
         "UPDATE cards SET status = $2, status_reason = $3, status_at = now() WHERE card_id = $1",
@@ -222,6 +228,17 @@ async def lock_pins(conn: Executor, card_id: str, until: datetime) -> bool:
         until,
     )
     return row is not None
+
+
+async def hold_pins(conn: Executor, card_id: str, failures: int, until: datetime) -> None:
+    """Lock the card's PIN until `until` whatever its count (a hold that only a channel's reset lifts)."""
+    await conn.execute(
+        "INSERT INTO pin_guards AS g (card_id, failures, locked_until) VALUES ($1, $2, $3)"
+        " ON CONFLICT (card_id) DO UPDATE SET failures = $2, locked_until = $3",
+        card_id,
+        failures,
+        until,
+    )
 
 
 async def insert_reset(

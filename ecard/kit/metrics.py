@@ -117,3 +117,13 @@ BACKGROUND_RESTARTS = Counter(
     ["task"],
     registry=REGISTRY,
 )
+
+# risk monitoring (ecard.risk)
+RISK_EVENTS = Counter(
+    "ecard_risk_events", "Risk events raised, by kind and severity", ["kind", "severity"], registry=REGISTRY
+)
+RISK_DROPPED = Counter(
+    "ecard_risk_dropped",
+    "Observations the risk rules never saw because their queue was full (verifications were not held up)",
+    registry=REGISTRY,
+)

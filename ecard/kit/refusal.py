@@ -114,6 +114,9 @@ STATUS_OF: dict[str, int] = {
     "reservation_conflict": 409,
     "reservation_released": 409,
     "reservation_exhausted": 409,
+    # risk events (issue 14): an operator's resolution of an event that does not exist, or is resolved already
+    "risk_event_not_found": 404,
+    "risk_event_resolved": 409,
 }
 
 

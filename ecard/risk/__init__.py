@@ -1,5 +1,7 @@
-"""Risk events: what other rooms observed, raised for the monitoring desk."""
+"""Risk monitoring: events other rooms raise, the rules that watch verifications, PINs and enrolments, and the
+in-service audit check."""
 
-from ecard.risk.service import RiskEvents
+from ecard.risk.models import RiskSettings, Verified
+from ecard.risk.service import AuditWatch, RiskEvents, RiskInbox
 
-__all__ = ["RiskEvents"]
+__all__ = ["AuditWatch", "RiskEvents", "RiskInbox", "RiskSettings", "Verified"]

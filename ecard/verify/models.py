@@ -56,6 +56,8 @@ class Venue:
     place: dict[str, Any] | None
     # the partner issuer whose merchant this is; None for our own
     via_issuer: str | None = None
+    # whether `place` is the terminal's registered place (a terminal's own key), not what a request said
+    registered_place: bool = False
 
 
 Text = Annotated[str, msgspec.Meta(min_length=1, max_length=2048)]

@@ -20,7 +20,7 @@ from ecard.kit.ids import id_from_bytes, id_to_bytes, new_id
 from ecard.kit.principal import ClientKind, NonceClaim, Principal
 from ecard.kit.refusal import Refusal
 from ecard.merchants import Merchant, Merchants
-from ecard.risk import RiskEvents
+from ecard.risk import RiskEvents, Verified
 from ecard.verify import store
 from ecard.verify.models import HistoryEntry, PaidIn, RecordedCard, TimelineEntry, Venue, Verification
 
@@ -110,13 +110,14 @@ async def verify(
     merchant_id = principal.parent_id if principal.kind is ClientKind.TERMINAL else principal.owner_id
     if merchant_id is None:  # pragma: no cover - terminals always belong to a merchant
         raise Refusal("forbidden", "this key belongs to no merchant")
-    if principal.kind is ClientKind.TERMINAL:
+    registered = principal.kind is ClientKind.TERMINAL
+    if registered:
         terminal_id, place = await _registered_terminal(principal, terminal_id, deps)
     now = deps.clock.now()
     if deps.linked is not None and code.startswith(deps.linked.prefix):
         item = await _item(deps, item_code, now)
         merchant = await _entitled_merchant(deps, merchant_id, item)
-        venue = Venue(merchant_id, merchant.name, merchant.region, terminal_id, place)
+        venue = Venue(merchant_id, merchant.name, merchant.region, terminal_id, place, registered_place=registered)
         return await _linked(principal, code, item, venue, now, deps)
     token = decode(code)
     if token.issuer != deps.issuer:
@@ -129,7 +130,7 @@ async def verify(
         return await deps.forwarder.forward(token, code, item, venue, now)
     await _check_token(deps, token, now)
     item = await _item(deps, item_code, now)
-    venue = Venue(merchant_id, "", "", terminal_id, place)
+    venue = Venue(merchant_id, "", "", terminal_id, place, registered_place=registered)
     return await _decide(token, item, venue, principal.nonce, now, deps)
 
 
@@ -283,11 +284,28 @@ async def _record(
         raise Refusal("family_consent_required", "the family link this code was shown through awaits consent")
     if row.verification_id is None:
         raise Refusal("merchant_not_entitled", "this merchant is not entitled to this catalog item")
+    deps.risk.verified(_seen(card_id, item, venue, now))
     return Verification(
         verification_id=verification_id,
         item_code=item.item_code,
         verified_at=now,
         card=_disclose(deps, row, item.discloses, venue),
+    )
+
+
+def _seen(card_id: str, item: Item, venue: Venue, now: float) -> Verified:
+    """The accepted verification as the risk rules see it (they run later, off this answer's path)."""
+    lat = lon = None
+    if venue.registered_place and venue.place is not None:
+        lat, lon = venue.place.get("lat"), venue.place.get("lon")
+    return Verified(
+        card_id=card_id,
+        merchant_id=venue.merchant_id,
+        item_code=item.item_code,
+        discloses_identity="name" in item.discloses or "id_number" in item.discloses,
+        lat=float(lat) if isinstance(lat, int | float) else None,
+        lon=float(lon) if isinstance(lon, int | float) else None,
+        at=now,
     )
 
 
