@@ -240,14 +240,17 @@ class Cards:
     async def set_status(self, actor: str, card_id: str, status: str, reason: str) -> str:
         """Change a card's status; every verification after this reads the new status."""
         async with self._pool.acquire() as conn, conn.transaction():
-            card = await store.card_for_update(conn, card_id)
-            if card is None:
+            found = await store.card_reason_for_update(conn, card_id)
+            if found is None:
                 raise Refusal("card_not_found", "no card has this id")
-            if status not in TRANSITIONS[card.status]:
-                raise Refusal("card_status_conflict", f"a {card.status} card cannot become {status}")
-            if status != card.status:
+            current, current_reason = found
+            if status not in TRANSITIONS[current]:
+                raise Refusal("card_status_conflict", f"a {current} card cannot become {status}")
+            # A suspension for a new reason (a loss report on a card the risk rules suspended) is recorded too, so
+            # that clearing the earlier reason does not lift the later one.
+            if status != current or (status == "suspended" and reason[:200] != current_reason):
                 await store.set_status(conn, card_id, status, reason[:200], actor)
-                await audit.record(conn, actor, f"card.{status}", card_id, {"from": card.status})
+                await audit.record(conn, actor, f"card.{status}", card_id, {"from": current})
         return status
 
     async def enrol(

@@ -66,6 +66,18 @@ async def test_a_false_positive_does_not_undo_an_operators_later_decision(world:
     assert problem(await world.signed(holder, "POST", "/v1/codes", {})) == (403, "card_cancelled")
 
 
+async def test_a_false_positive_does_not_undo_the_holders_later_loss_report(world: World) -> None:
+    _, holder, event = await suspended_by_travel(world)
+    card_id = holder.ids["card_id"]
+    reported = await world.signed(holder, "POST", f"/v1/cards/{card_id}/report-lost", {})
+    assert reported.status_code == 200, reported.text
+
+    assert (await resolve(world, event["event_id"], "false_positive")).status_code == 200
+    status = await world.app.state.pool.fetchval("SELECT status FROM cards WHERE card_id = $1", card_id)
+    assert status == "suspended"
+    assert await world.audit_intact()
+
+
 async def test_operators_filter_events_by_kind_card_and_status(world: World) -> None:
     risk = world.app.state.risk
     first, second = (await world.device()).ids["card_id"], (await world.device()).ids["card_id"]
