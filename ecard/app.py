@@ -18,7 +18,7 @@ from ecard.cards.http import CardholderAdminController, DeviceController, Enrolm
 from ecard.catalog import Catalog
 from ecard.catalog.http import CatalogAdminController, CatalogController
 from ecard.clients import Authenticator, ClientDirectory
-from ecard.codes import CodeIssuer, KeyRing
+from ecard.codes import CodeIssuer, KeyRing, NumericCodes, NumericPolicy
 from ecard.codes.http import CodeController
 from ecard.config import Settings
 from ecard.depth import Depth
@@ -45,6 +45,8 @@ from ecard.kit.signing import authority
 from ecard.kit.supervisor import Supervisor
 from ecard.merchants import Merchants
 from ecard.merchants.http import MerchantAdminController, VenueController
+from ecard.offline import OfflineTaps
+from ecard.offline.http import OfflineTapController
 from ecard.operators import Operators
 from ecard.operators.http import SessionController
 from ecard.ops import Readiness, configure
@@ -78,6 +80,9 @@ COLLABORATORS = (
     "catalog",
     "merchants",
     "depth",
+    # issue 15: numeric code, offline taps
+    "numeric_codes",
+    "offline_taps",
 )
 
 
@@ -167,6 +172,22 @@ def create_app(settings: Settings, clock: Clock | None = None) -> Litestar:
             settings.public_url,
             settings.clock_skew_s,
         )
+        # issue 15: the numeric code, minted by devices and resolved by verification
+        state.numeric_codes = NumericCodes(
+            pool,
+            redis,
+            keys,
+            cards,
+            clock,
+            settings.redis_prefix,
+            NumericPolicy(
+                issuer_digits=settings.numeric_issuer_digits,
+                ttl_s=settings.code_ttl_s,
+                skew_s=settings.clock_skew_s,
+                guesses=settings.numeric_guesses,
+                guess_window_s=settings.numeric_guess_window_s,
+            ),
+        )
         state.verify_deps = VerifyDeps(
             pool=pool,
             redis=redis,
@@ -181,6 +202,11 @@ def create_app(settings: Settings, clock: Clock | None = None) -> Litestar:
             prefix=settings.redis_prefix,
             forwarder=federation,
             linked=yukuai if platform is not None else None,
+            numeric=state.numeric_codes,
+        )
+        # issue 15: offline taps
+        state.offline_taps = OfflineTaps(
+            pool, state.verify_deps, clock, settings.offline_grace_s, settings.clock_skew_s
         )
         # every background loop runs supervised: restarted after an unexpected exception, and metered
         background = Supervisor()
@@ -262,6 +288,8 @@ def create_app(settings: Settings, clock: Clock | None = None) -> Litestar:
         PortalAdminController,
         BillController,
         StatementController,
+        # issue 15: offline taps
+        OfflineTapController,
     ]
     if settings.load_echo:
         handlers.append(EchoController)

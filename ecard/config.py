@@ -81,6 +81,13 @@ class Settings:
     callback_allow_loopback: bool = False
     # how long a channel's PIN reset grant (POST /v1/devices/{id}/pin-reset) stays usable
     pin_reset_ttl_s: int = 300
+    # issue 15, numeric code and offline taps: the numeric code's two issuer digits (docs/numeric-code.md), the wrong
+    # numeric codes one terminal may send per window before it is refused (429) for the window's rest, and how long
+    # after a code's expiry an offline tap of it is still accepted (docs/offline-kit.md)
+    numeric_issuer_digits: str = "50"
+    numeric_guesses: int = 10
+    numeric_guess_window_s: int = 300
+    offline_grace_s: int = 86400
 
     @classmethod
     def from_env(cls, environ: dict[str, str] | None = None) -> Settings:
@@ -122,4 +129,8 @@ class Settings:
             callback_per_merchant=_int(env, "ECARD_CALLBACK_PER_MERCHANT", 2),
             callback_allow_loopback=(env.get("ECARD_CALLBACK_ALLOW_LOOPBACK") or "") == "1",
             pin_reset_ttl_s=_int(env, "ECARD_PIN_RESET_TTL_S", 300),
+            numeric_issuer_digits=env.get("ECARD_NUMERIC_ISSUER_DIGITS") or "50",
+            numeric_guesses=_int(env, "ECARD_NUMERIC_GUESSES", 10),
+            numeric_guess_window_s=_int(env, "ECARD_NUMERIC_GUESS_WINDOW_S", 300),
+            offline_grace_s=_int(env, "ECARD_OFFLINE_GRACE_S", 86400),
         )

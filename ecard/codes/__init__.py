@@ -1,7 +1,20 @@
 """Signed dynamic codes and the issuer keys behind them."""
 
 from ecard.codes.keys import IssuerKey, KeyRing, kid_of
+from ecard.codes.numeric import NumericCodes, NumericPolicy, is_numeric_form
 from ecard.codes.service import CodeIssuer
 from ecard.codes.token import PREFIX, Token, check_signature, decode
 
-__all__ = ["PREFIX", "CodeIssuer", "IssuerKey", "KeyRing", "Token", "check_signature", "decode", "kid_of"]
+__all__ = [
+    "PREFIX",
+    "CodeIssuer",
+    "IssuerKey",
+    "KeyRing",
+    "NumericCodes",
+    "NumericPolicy",
+    "Token",
+    "check_signature",
+    "decode",
+    "is_numeric_form",
+    "kid_of",
+]

@@ -2,22 +2,29 @@
 
 from __future__ import annotations
 
+import hashlib
 import re
-from typing import Any
+from typing import Any, Literal
 
 import msgspec
 from litestar import Controller, MediaType, Request, Response, get, post
 from litestar.di import NamedDependency
 
 from ecard.codes.keys import KeyRing
+from ecard.codes.numeric import NumericCodes
 from ecard.codes.service import CodeIssuer
 from ecard.kit import qr
 from ecard.kit.clock import iso
+from ecard.kit.crypto import b64u
 from ecard.kit.edge import SIGNED_PROBLEMS, signed_by
 from ecard.kit.metrics import CODES_ISSUED
 from ecard.kit.principal import ClientKind, Principal
 from ecard.kit.problems import problems
 from ecard.kit.refusal import Refusal
+
+# How long a terminal or a cache may reuse the key set unasked; a revocation reaches a fleet within this (plus the
+# terminal's own refresh interval). Offline terminals keep using their copy for longer: docs/offline-kit.md.
+KEYS_MAX_AGE_S = 300
 
 
 class CodeAnswer(msgspec.Struct):
@@ -27,7 +34,8 @@ class CodeAnswer(msgspec.Struct):
 
 
 class CodeRequest(msgspec.Struct, forbid_unknown_fields=True):
-    pass
+    # "numeric": the 18-digit form (docs/numeric-code.md), online-verified only
+    form: Literal["ec1", "numeric"] = "ec1"
 
 
 class KeySet(msgspec.Struct):
@@ -35,21 +43,34 @@ class KeySet(msgspec.Struct):
     keys: list[dict[str, str | None]]
 
 
-def _check_empty_request(body: bytes) -> None:
-    """The body is `{}` (or nothing); anything else is the client's mistake, answered as such."""
+def _read_request(body: bytes) -> CodeRequest:
+    """The body is `{}` (or nothing), or names the code's form; anything else is the client's mistake."""
     if not body.strip() or body.strip() == b"{}":
-        return
+        return CodeRequest()
     try:
-        msgspec.json.decode(body, type=CodeRequest)
+        return msgspec.json.decode(body, type=CodeRequest)
     except msgspec.ValidationError as exc:
         # msgspec names an unknown field between backticks and never echoes a value
         unknown = re.search(r"unknown field `([^`]{1,64})`", str(exc))
         if unknown is None:
-            raise Refusal("invalid_request", "the request body must be the empty JSON object {}") from exc
+            raise Refusal("invalid_request", 'the request body must be {} or {"form": "ec1"|"numeric"}') from exc
         field = unknown.group(1)
         raise Refusal("invalid_request", f"invalid field: {field}", extra={"fields": [field]}) from exc
     except msgspec.DecodeError as exc:
         raise Refusal("invalid_request", "request body is not valid JSON of the expected shape") from exc
+
+
+async def _numeric(numeric_codes: NumericCodes, principal: Principal) -> Response[Any]:
+    """The 18-digit form, as JSON only: a scanner reads it off the app's 1D barcode, a clerk types it."""
+    minted = await numeric_codes.mint(principal)
+    CODES_ISSUED.labels(format="numeric").inc()
+    refresh_after = minted.issued_at + (minted.expires_at - minted.issued_at) * 3 // 4
+    return Response(
+        content=CodeAnswer(minted.code, iso(minted.expires_at), iso(refresh_after)),
+        media_type=MediaType.JSON,
+        status_code=201,
+        headers={"Cache-Control": "no-store"},
+    )
 
 
 class CodeController(Controller):
@@ -67,9 +88,11 @@ class CodeController(Controller):
         self,
         request: Request[Any, Any, Any],
         code_issuer: NamedDependency[CodeIssuer],
+        numeric_codes: NamedDependency[NumericCodes],
         principal: NamedDependency[Principal],
     ) -> Response[Any]:
-        _check_empty_request(await request.body())
+        if _read_request(await request.body()).form == "numeric":
+            return await _numeric(numeric_codes, principal)
         issued = await code_issuer.issue(principal)
         accept = request.headers.get("accept", "")
         if "image/png" in accept:
@@ -96,8 +119,26 @@ class CodeController(Controller):
             headers={"Cache-Control": "no-store"},
         )
 
-    @get("/issuer/keys", summary="The issuer's code-signing keys (JWK set with COSE kids)")
-    async def keys(self, key_ring: NamedDependency[KeyRing]) -> KeySet:
+    @get(
+        "/issuer/keys",
+        summary="The issuer's code-signing keys (JWK set with COSE kids); ETag and If-None-Match (304) for fleets",
+    )
+    async def keys(
+        self, request: Request[Any, Any, Any], key_ring: NamedDependency[KeyRing]
+    ) -> Response[KeySet | None]:
         # a terminal that refreshes its keys must learn of a revocation as soon as verifications do
         await key_ring.notice_revocations()
-        return KeySet(issuer=key_ring.issuer, keys=key_ring.published())
+        key_set = KeySet(issuer=key_ring.issuer, keys=key_ring.published())
+        tag = f'"{b64u(hashlib.sha256(msgspec.json.encode(key_set)).digest()[:16])}"'
+        headers = {"ETag": tag, "Cache-Control": f"public, max-age={KEYS_MAX_AGE_S}"}
+        if _matches(request.headers.get("if-none-match"), tag):
+            return Response(content=None, status_code=304, headers=headers)
+        return Response(content=key_set, media_type=MediaType.JSON, headers=headers)
+
+
+def _matches(if_none_match: str | None, tag: str) -> bool:
+    """RFC 9110 §13.1.2: weak comparison against each listed entity tag, or `*`."""
+    if if_none_match is None:
+        return False
+    listed = [part.strip().removeprefix("W/") for part in if_none_match.split(",")]
+    return "*" in listed or tag in listed

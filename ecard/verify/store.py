@@ -65,6 +65,68 @@ async def record(
     return RecordedCard(**row) if row else None
 
 
+# An offline tap is judged as of its time: the card's status then is the last change made by that moment
+# (a card starts active). Recorded with the time of the tap; the unique cti makes every code single use, online
+# and offline alike.
+_RECORD_AS_OF = """
+WITH card AS (
+    SELECT c.card_id,
+           coalesce((SELECT s.status FROM card_status_changes s WHERE s.card_id = c.card_id AND s.changed_at <= $9
+                     ORDER BY s.changed_at DESC, s.change_id DESC LIMIT 1), 'active') AS status,
+           c.region, h.cardholder_id, h.name_sealed, h.id_sealed
+    FROM cards c JOIN cardholders h USING (cardholder_id)
+    WHERE c.card_id = $1
+), recorded AS (
+    INSERT INTO verifications (verification_id, card_id, merchant_id, item_code, terminal_id, place, disclosed, cti,
+                               verified_at)
+    SELECT $2, card.card_id, $3, $4, $5, $6, $7, $8, $9 FROM card WHERE card.status = 'active' AND $10
+    RETURNING verification_id
+)
+SELECT card.*, (SELECT verification_id FROM recorded) AS verification_id FROM card
+"""
+
+
+async def record_as_of(
+    pool: asyncpg.Pool,
+    card_id: str,
+    verification_id: str,
+    merchant_id: str,
+    item_code: str,
+    terminal_id: str,
+    place: dict[str, Any],
+    disclosed: list[str],
+    cti: bytes,
+    at: datetime,
+    entitled: bool,
+) -> RecordedCard | None:
+    row = await pool.fetchrow(
+        _RECORD_AS_OF,
+        card_id,
+        verification_id,
+        merchant_id,
+        item_code,
+        terminal_id,
+        place,
+        disclosed,
+        cti,
+        at,
+        entitled,
+    )
+    return RecordedCard(**row) if row else None
+
+
+async def claim_with_nonce(
+    redis: aioredis.Redis, nonce: NonceClaim | None, cti_key: str, expires_at_ms: int
+) -> tuple[bool, bool]:
+    """(nonce fresh, code fresh): the request's deferred nonce and a numeric code's single-use claim, one trip."""
+    async with redis.pipeline(transaction=False) as pipe:
+        if nonce is not None:
+            pipe.set(nonce.key, b"1", nx=True, ex=nonce.ttl_s)
+        pipe.set(cti_key, b"1", nx=True, pxat=expires_at_ms)
+        answers = await pipe.execute()
+    return (bool(answers[0]) if nonce is not None else True), bool(answers[-1])
+
+
 async def claim(
     redis: aioredis.Redis, nonce: NonceClaim | None, revoked_flag: str, cti_key: str, expires_at_ms: int
 ) -> tuple[bool, bool, bool]:
