@@ -52,7 +52,7 @@ def check(key_set: dict[str, Any], key_age_s: float, code: str, now: float, args
         return {"result": "malformed_code"}
     try:
         message = Sign1Message.decode(base45.b45decode(code[len(PREFIX) :]))
-        claims = cbor2.loads(message.payload)
+        claims = cbor2.loads(message.payload or b"")
         kid = message.phdr[KID]
     except Exception:  # any undecodable code is simply malformed
         return {"result": "malformed_code"}
