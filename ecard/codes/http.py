@@ -9,6 +9,7 @@ from typing import Any, Literal
 import msgspec
 from litestar import Controller, MediaType, Request, Response, get, post
 from litestar.di import NamedDependency
+from litestar.openapi.datastructures import ResponseSpec
 
 from ecard.codes.keys import KeyRing
 from ecard.codes.numeric import NumericCodes
@@ -122,6 +123,11 @@ class CodeController(Controller):
     @get(
         "/issuer/keys",
         summary="The issuer's code-signing keys (JWK set with COSE kids); ETag and If-None-Match (304) for fleets",
+        responses={
+            304: ResponseSpec(
+                data_container=None, description="Not modified: the If-None-Match tag is the current set's ETag"
+            )
+        },
     )
     async def keys(
         self, request: Request[Any, Any, Any], key_ring: NamedDependency[KeyRing]
