@@ -60,13 +60,15 @@ class NumericParts:
 
 
 class NumericRecord(msgspec.Struct, frozen=True):
-    """What the handle names in Redis while the code lives: no personal data, ids only."""
+    """What the handle names in Redis while the code lives: ids, times, and the device's secret still sealed (so
+    that verification needs no database read to check the digits)."""
 
     card_id: str
     device_id: str
     cti: bytes
     issued_at: int
     expires_at: int
+    secret_sealed: bytes
 
 
 @dataclass(frozen=True)
@@ -115,7 +117,7 @@ def totp_at(secret: bytes, at: int) -> str:
 
 
 class NumericCodes:
-    """Mints numeric codes for devices and resolves them at verification: one Redis read, one keyed row read."""
+    """Mints numeric codes for devices and resolves them at verification in one Redis round trip."""
 
     def __init__(
         self,
@@ -147,11 +149,11 @@ class NumericCodes:
         if not await store.claim_nonce(self._redis, device.nonce):
             raise Refusal("nonce_reused", "this nonce has been used already")
         card = await self._cards.device_card(device.owner_id)
-        secret = await self._secret(device.owner_id, create=True)
-        assert secret is not None
+        sealed = await self._sealed_secret(device.owner_id)
+        secret = self._keys.unwrap_secret(sealed, _context(device.owner_id))
         now = int(self._clock.now())
         expires = now + self.policy.ttl_s
-        record = NumericRecord(card.card_id, device.owner_id, os.urandom(16), now, expires)
+        record = NumericRecord(card.card_id, device.owner_id, os.urandom(16), now, expires, sealed)
         keep_until_ms = (expires + self.policy.skew_s + KEEP_S) * 1000
         for _ in range(_MINT_TRIES):
             handle = secrets.randbelow(10**HANDLE_DIGITS)
@@ -173,8 +175,7 @@ class NumericCodes:
             retry = self.policy.guess_window_s - int(now % self.policy.guess_window_s)
             raise Refusal("too_many_requests", "too many wrong numeric codes from this terminal", retry_after=retry)
         record = msgspec.msgpack.decode(raw, type=NumericRecord) if raw is not None else None
-        secret = await self._secret(record.device_id, create=False) if record is not None else None
-        if record is None or secret is None or not hmac.compare_digest(totp_at(secret, record.issued_at), parts.totp):
+        if record is None or not hmac.compare_digest(self._digits(record), parts.totp):
             await store.count_guess(self._redis, guess_key, 2 * self.policy.guess_window_s)
             raise Refusal("bad_signature", "no live numeric code has these digits")
         if now > record.expires_at + self.policy.skew_s:
@@ -183,11 +184,24 @@ class NumericCodes:
             raise Refusal("code_not_yet_valid", "the code is not valid yet; check the terminal's clock")
         return record
 
-    async def _secret(self, device_id: str, *, create: bool) -> bytes | None:
-        context = f"totp:{device_id}"
+    def _digits(self, record: NumericRecord) -> str:
+        secret = self._keys.unwrap_secret(record.secret_sealed, _context(record.device_id))
+        return totp_at(secret, record.issued_at)
+
+    async def _sealed_secret(self, device_id: str) -> bytes:
+        """The device's TOTP secret as stored (sealed), made at its first numeric code."""
         sealed = await store.totp_secret(self._pool, device_id)
-        if sealed is None and create:
+        if sealed is None:
             # 160 bits, the RFC 4226 recommendation for HMAC-SHA-1; a concurrent first mint may win the insert
-            await store.insert_totp_secret(self._pool, device_id, self._keys.wrap_secret(os.urandom(20), context))
+            await store.insert_totp_secret(
+                self._pool, device_id, self._keys.wrap_secret(os.urandom(20), _context(device_id))
+            )
             sealed = await store.totp_secret(self._pool, device_id)
-        return None if sealed is None else self._keys.unwrap_secret(sealed, context)
+        if sealed is None:  # pragma: no cover - the insert above, or a concurrent one, made it
+            raise RuntimeError("a device's TOTP secret vanished")
+        return sealed
+
+
+def _context(device_id: str) -> str:
+    """The sealed secret is bound to its device: moved to another device's record it does not open."""
+    return f"totp:{device_id}"
