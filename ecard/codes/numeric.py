@@ -80,7 +80,7 @@ class MintedNumeric:
 
 def is_numeric_form(code: str) -> bool:
     """A code that starts with a digit is the numeric form (EC1 and other registered prefixes start with letters)."""
-    return code[:1] in "0123456789" and code[:1] != ""
+    return bool(code) and "0" <= code[0] <= "9"
 
 
 def luhn_digit(body: str) -> str:

@@ -7,6 +7,7 @@ from typing import Any
 import pytest
 
 from ecard.codes.numeric import luhn_digit
+from ecard.kit.crypto import SealError
 from tests.support import Actor, World, problem
 
 
@@ -149,3 +150,15 @@ async def test_wrong_guesses_are_throttled_per_terminal(world: World) -> None:
     world.clock.advance(settings.numeric_guess_window_s)
     fresh = (await _numeric(world, device))["code"]
     assert (await world.verify(guesser, fresh)).status_code == 200
+
+
+async def test_the_devices_totp_secret_is_sealed_at_rest_and_bound_to_the_device(world: World) -> None:
+    device, other = await world.device(), await world.device()
+    await _numeric(world, device)
+    sealed = await world.app.state.pool.fetchval(
+        "SELECT secret_sealed FROM device_totp_secrets WHERE device_id = $1", device.ids["device_id"]
+    )
+    keys = world.app.state.secret_keys
+    assert len(keys.unwrap_secret(sealed, f"totp:{device.ids['device_id']}")) == 20
+    with pytest.raises(SealError):
+        keys.unwrap_secret(sealed, f"totp:{other.ids['device_id']}")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 from typing import Any
 
@@ -183,3 +184,18 @@ async def test_malformed_uploads_are_invalid_requests(world: World) -> None:
         assert problem(await world.signed(bus, "POST", "/v1/offline-taps", body)) == (400, "invalid_request")
     [tap] = (await _upload(world, bus, [_tap("t-x", code, world.clock.now())]))["results"]
     assert tap["result"] == "malformed_code"
+
+
+async def test_the_same_upload_sent_twice_at_once_is_judged_once(world: World) -> None:
+    transit = await world.merchant(["wl-029"], name="武隆公交")
+    bus = await world.terminal(transit, "bus-106")
+    riders = [await world.device() for _ in range(3)]
+    now = world.clock.now()
+    taps = [_tap(f"t-{i}", await world.code(rider), now) for i, rider in enumerate(riders)]
+
+    first, second = await asyncio.gather(_upload(world, bus, taps), _upload(world, bus, taps))
+
+    assert first == second
+    assert [r["result"] for r in first["results"]] == ["accepted"] * 3
+    assert await world.app.state.pool.fetchval("SELECT count(*) FROM verifications") == 3
+    assert await _risk(world) == []
