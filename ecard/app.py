@@ -20,9 +20,13 @@ from ecard.catalog.http import CatalogAdminController, CatalogController
 from ecard.clients import Authenticator, ClientDirectory
 from ecard.codes import CodeIssuer, KeyRing, NumericCodes, NumericPolicy
 from ecard.codes.http import CodeController
+from ecard.complaints import ComplaintPolicy, Complaints
+from ecard.complaints.http import CardComplaintController, ComplaintAdminController, ComplaintController
 from ecard.config import Settings
 from ecard.depth import Depth
 from ecard.depth.http import DepthController
+from ecard.family import Family, FamilySettings
+from ecard.family.http import FamilyConsentController, FamilyController
 from ecard.federation import Audience, Federation, FederationSettings, IssuerRequestKeys
 from ecard.federation.http import FederationController, IssuerRequestKeyController, PartnerAdminController
 from ecard.kit.audit import AuditSealer
@@ -49,8 +53,9 @@ from ecard.offline import OfflineTaps
 from ecard.offline.http import OfflineTapController
 from ecard.operators import Operators
 from ecard.operators.http import SessionController
-from ecard.ops import Readiness, configure
+from ecard.ops import Readiness, ServiceInfo, configure
 from ecard.ops.http import EchoController, OpsController, access_middleware
+from ecard.partitions import Partitions
 from ecard.payments import CallbackPolicy, Callbacks, Destinations, Payments, Recovery
 from ecard.payments.http import BillController, StatementController
 from ecard.portal import Held, Portals, Provider, SigningKeys
@@ -80,6 +85,11 @@ COLLABORATORS = (
     "catalog",
     "merchants",
     "depth",
+    # complaints and the service's published contacts (issue 14, p14b)
+    "complaints",
+    "service_info",
+    # family accounts (issue 15)
+    "family",
     # issue 15: numeric code, offline taps
     "numeric_codes",
     "offline_taps",
@@ -97,10 +107,16 @@ def create_app(settings: Settings, clock: Clock | None = None) -> Litestar:
             raise RuntimeError("ECARD_DATABASE_URL and ECARD_REDIS_URL must be set (`ecard serve` sets them)")
         pool = await create_pool(settings.database_url, settings.db_pool_min, settings.db_pool_max)
         redis = create_redis(settings.redis_url)
+        # issue 13, read replica (p13c): reads that tolerate lag go to a streaming replica when one is configured
+        replica = (
+            await create_pool(settings.database_replica_url, settings.db_pool_min, settings.db_pool_max)
+            if settings.database_replica_url
+            else None
+        )
         keys = Keys.from_master(load_master_key(settings))
         directory = ClientDirectory(pool, keys)
         catalog = Catalog(pool, clock)
-        merchants = Merchants(pool, directory, catalog)
+        merchants = Merchants(pool, directory, catalog, replica)
         cards = Cards(pool, keys, directory, clock, pin_reset_ttl_s=settings.pin_reset_ttl_s)
         ring = KeyRing.from_settings(pool, redis, keys, clock, settings)
         await ring.ensure_active()
@@ -147,7 +163,7 @@ def create_app(settings: Settings, clock: Clock | None = None) -> Litestar:
         state.directory = directory
         state.catalog = catalog
         state.merchants = merchants
-        state.depth = Depth(pool, catalog, merchants)
+        state.depth = Depth(pool, catalog, merchants, replica)
         state.cards = cards
         state.key_ring = ring
         state.request_keys = request_keys
@@ -157,7 +173,22 @@ def create_app(settings: Settings, clock: Clock | None = None) -> Litestar:
         state.operators = state.operator_sessions = Operators(
             pool, redis, keys, clock, settings.redis_prefix, settings.session_ttl_s
         )
-        state.code_issuer = CodeIssuer(ring, cards, keys, clock, settings.issuer_id, settings.code_ttl_s)
+        # family accounts (issue 15): a guardian's device mints codes for the members it may show
+        state.family = Family(
+            pool,
+            redis,
+            cards,
+            clock,
+            FamilySettings(
+                consent_grace_days=settings.family_consent_grace_days,
+                match_failures=settings.family_match_failures,
+                match_window_s=settings.family_match_window_s,
+                redis_prefix=settings.redis_prefix,
+            ),
+        )
+        state.code_issuer = CodeIssuer(
+            ring, cards, keys, clock, settings.issuer_id, settings.code_ttl_s, delegations=state.family
+        )
         portal_keys = SigningKeys(pool, keys, clock)
         await portal_keys.ensure_active()
         state.portals = Portals(pool, catalog)
@@ -187,6 +218,7 @@ def create_app(settings: Settings, clock: Clock | None = None) -> Litestar:
                 guesses=settings.numeric_guesses,
                 guess_window_s=settings.numeric_guess_window_s,
             ),
+            delegations=state.family,
         )
         state.verify_deps = VerifyDeps(
             pool=pool,
@@ -203,6 +235,27 @@ def create_app(settings: Settings, clock: Clock | None = None) -> Litestar:
             forwarder=federation,
             linked=yukuai if platform is not None else None,
             numeric=state.numeric_codes,
+            replica=replica,
+        )
+        # complaints and the service's published contacts (issue 14, p14b)
+        state.complaints = Complaints(
+            pool,
+            redis,
+            keys,
+            clock,
+            settings.redis_prefix,
+            ComplaintPolicy(
+                due_days=settings.complaint_due_days,
+                per_source=settings.complaint_per_source,
+                per_card=settings.complaint_per_card,
+                window_s=settings.complaint_window_s,
+            ),
+        )
+        state.service_info = ServiceInfo(
+            issuer=settings.issuer_id,
+            complaint_phone=settings.complaint_phone,
+            complaint_url=settings.complaint_url or f"{settings.public_url}/v1/complaints",
+            complaint_due_days=settings.complaint_due_days,
         )
         # issue 15: offline taps
         state.offline_taps = OfflineTaps(
@@ -215,6 +268,9 @@ def create_app(settings: Settings, clock: Clock | None = None) -> Litestar:
         background.start("audit_sealer", state.audit_sealer.run)
         background.start("issuer_keys", ring.keep_fresh)
         background.start("partner_keys", federation.keep_fresh)
+        # issue 13, partitions (p13c): months of the append-only tables made ahead of time
+        state.partitions = Partitions(pool, clock, settings.partitions_ahead_months)
+        background.start("partitions", state.partitions.run)
         bank = (
             HttpBank(settings.bank_url, request_keys.signer(Audience.BANK), settings.bank_timeout_s)
             if settings.bank_url
@@ -261,6 +317,8 @@ def create_app(settings: Settings, clock: Clock | None = None) -> Litestar:
             if bank is not None:
                 await bank.aclose()
             await redis.aclose()
+            if replica is not None:
+                await replica.close()
             await pool.close()
 
     handlers: list[Any] = [
@@ -288,6 +346,13 @@ def create_app(settings: Settings, clock: Clock | None = None) -> Litestar:
         PortalAdminController,
         BillController,
         StatementController,
+        # complaints (issue 14, p14b)
+        ComplaintController,
+        CardComplaintController,
+        ComplaintAdminController,
+        # family accounts (issue 15)
+        FamilyController,
+        FamilyConsentController,
         # issue 15: offline taps
         OfflineTapController,
     ]

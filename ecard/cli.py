@@ -548,6 +548,41 @@ def cmd_audit_verify(args: argparse.Namespace, settings: Settings) -> int:
     return 0 if report["intact"] else 1
 
 
+def cmd_partitions(args: argparse.Namespace, settings: Settings) -> int:
+    """`partitions list`, `ensure` (this month and the next ones made now) and `retain` (old months archived to
+    files, checked and dropped), as docs/partitions.md says."""
+    import msgspec  # noqa: PLC0415
+
+    from ecard.kit.clock import SystemClock  # noqa: PLC0415
+    from ecard.kit.infra import create_pool  # noqa: PLC0415
+    from ecard.partitions import Partitions  # noqa: PLC0415
+
+    async def run(live: Settings) -> object:
+        assert live.database_url
+        pool = await create_pool(live.database_url, 1, 2)
+        try:
+            keeper = Partitions(pool, SystemClock(), live.partitions_ahead_months)
+            if args.action == "ensure":
+                return {"made": await keeper.ensure()}
+            if args.action == "retain":
+                archive = Path(args.archive_dir) if args.archive_dir else live.data_dir / "archive"
+                # audited as the account that ran the command on this host
+                actor = f"cli:{getpass.getuser()}"
+                return {"archived": await keeper.retain(actor, args.table, args.older_than, archive)}
+            return {"partitions": await keeper.partitions()}
+        finally:
+            await pool.close()
+
+    with _services(settings) as live:
+        try:
+            found = asyncio.run(run(live))
+        except ValueError as exc:
+            print(json.dumps({"error": "invalid_request", "detail": str(exc)}), file=sys.stderr)
+            return 2
+    print(json.dumps(msgspec.to_builtins(found), indent=2, ensure_ascii=False))
+    return 0
+
+
 class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
     """Every option's default in its help, except where there is none to show (required, or unset)."""
 
@@ -636,6 +671,28 @@ def build_parser() -> argparse.ArgumentParser:
         "--anchor", default=None, help="a head printed earlier (SEQ:MAC), kept outside the database: must still chain"
     )
     verify.set_defaults(func=cmd_audit_verify)
+
+    partitions = sub.add_parser("partitions", help="monthly partitions of the append-only tables (docs/partitions.md)")
+    partitions_sub = _commands(partitions, "action", "actions")
+    partitions_sub.add_parser("list", help="every partition, and months detached but not archived yet").set_defaults(
+        func=cmd_partitions
+    )
+    partitions_sub.add_parser(
+        "ensure", help="make this month's partitions and ECARD_PARTITIONS_AHEAD_MONTHS more now (the service does too)"
+    ).set_defaults(func=cmd_partitions)
+    retain = partitions_sub.add_parser(
+        "retain", help="detach the months older than --older-than, archive each to a gzip CSV, check it, drop it"
+    )
+    retain.add_argument(
+        "--older-than",
+        type=int,
+        required=True,
+        metavar="MONTHS",
+        help="keep this month and the MONTHS months before it; older months are archived and dropped",
+    )
+    retain.add_argument("--table", default="verifications", choices=["verifications"], help="the table")
+    retain.add_argument("--archive-dir", default=None, help="where archives go (default: $ECARD_DATA_DIR/archive)")
+    retain.set_defaults(func=cmd_partitions)
 
     keygen = sub.add_parser("keygen", help="make a client key pair (private JWK to a file, public JWK printed)")
     keygen.add_argument("--out", required=True, help="file for the private JWK (written mode 0600)")

@@ -81,6 +81,25 @@ class Settings:
     callback_allow_loopback: bool = False
     # how long a channel's PIN reset grant (POST /v1/devices/{id}/pin-reset) stays usable
     pin_reset_ttl_s: int = 300
+    # complaints (issue 14, p14b): days an operator has to answer one; filings allowed per window from one source
+    # address (unsigned) and from one card (device-signed); the complaint phone and URL GET /v1/service-info
+    # publishes (the URL defaults to the online channel itself, public_url + /v1/complaints)
+    complaint_due_days: int = 15
+    complaint_per_source: int = 5
+    complaint_per_card: int = 20
+    complaint_window_s: int = 3600
+    complaint_phone: str = "12333"
+    complaint_url: str = ""
+    # issue 13, partitions and read replica (docs/partitions.md): months of partitions kept made ahead, and a
+    # streaming replica for reads that tolerate lag (card history, venues, depth); unset: the primary
+    partitions_ahead_months: int = 3
+    database_replica_url: str | None = None
+    # family accounts (issue 15, docs/family.md): how long a member who turns 16 keeps a link without consent
+    # (ECARD_FAMILY_CONSENT_GRACE_DAYS), and how many members a guardian may fail to match (wrong ID number or
+    # name) per window before adding is refused for the rest of it (ECARD_FAMILY_MATCH_FAILURES, _WINDOW_S)
+    family_consent_grace_days: int = 30
+    family_match_failures: int = 10
+    family_match_window_s: int = 86400
     # issue 15, numeric code and offline taps: the numeric code's two issuer digits (docs/numeric-code.md), the wrong
     # numeric codes one terminal may send per window before it is refused (429) for the window's rest, and how long
     # after a code's expiry an offline tap of it is still accepted (docs/offline-kit.md)
@@ -129,6 +148,17 @@ class Settings:
             callback_per_merchant=_int(env, "ECARD_CALLBACK_PER_MERCHANT", 2),
             callback_allow_loopback=(env.get("ECARD_CALLBACK_ALLOW_LOOPBACK") or "") == "1",
             pin_reset_ttl_s=_int(env, "ECARD_PIN_RESET_TTL_S", 300),
+            complaint_due_days=_int(env, "ECARD_COMPLAINT_DUE_DAYS", 15),
+            complaint_per_source=_int(env, "ECARD_COMPLAINT_PER_SOURCE", 5),
+            complaint_per_card=_int(env, "ECARD_COMPLAINT_PER_CARD", 20),
+            complaint_window_s=_int(env, "ECARD_COMPLAINT_WINDOW_S", 3600),
+            complaint_phone=env.get("ECARD_COMPLAINT_PHONE") or "12333",
+            complaint_url=env.get("ECARD_COMPLAINT_URL") or "",
+            partitions_ahead_months=_int(env, "ECARD_PARTITIONS_AHEAD_MONTHS", 3),
+            database_replica_url=env.get("ECARD_DATABASE_REPLICA_URL") or None,
+            family_consent_grace_days=_int(env, "ECARD_FAMILY_CONSENT_GRACE_DAYS", 30),
+            family_match_failures=_int(env, "ECARD_FAMILY_MATCH_FAILURES", 10),
+            family_match_window_s=_int(env, "ECARD_FAMILY_MATCH_WINDOW_S", 86400),
             numeric_issuer_digits=env.get("ECARD_NUMERIC_ISSUER_DIGITS") or "50",
             numeric_guesses=_int(env, "ECARD_NUMERIC_GUESSES", 10),
             numeric_guess_window_s=_int(env, "ECARD_NUMERIC_GUESS_WINDOW_S", 300),

@@ -190,16 +190,7 @@ class Cards:
             parse_public_jwk(device_jwk)
         except Refusal as refusal:
             raise Refusal(refusal.code, refusal.detail, extra={"fields": ["device_public_key"]}) from refusal
-        holder = await store.holder_by_index(self._pool, self._index(id_number))
-        if holder is None:
-            raise Refusal("cardholder_not_found", "no active card is registered for this person")
-        cards = [c for c in await store.cards_of_holder(self._pool, holder.cardholder_id) if c.status == "active"]
-        if not cards:
-            raise Refusal("cardholder_not_found", "no active card is registered for this person")
-        stored_name = self._keys.open_pii(holder.name_sealed, f"name:{holder.cardholder_id}")
-        if not constant_time_equal(stored_name, name.strip()):
-            raise Refusal("identity_mismatch", "the name does not match the card registry")
-        card_id = cards[0].card_id
+        card_id = await self.card_of(id_number, name)
         device_id = new_id("dev")
         async with self._pool.acquire() as conn, conn.transaction():
             # The e-card lives on one phone at a time: a new enrolment retires the card's older devices.
@@ -214,6 +205,22 @@ class Cards:
             await store.insert_device(conn, device_id, card_id, channel.owner_id, key_id, device_name.strip()[:64])
             await audit.record(conn, channel.owner_id, "device.enrolled", card_id, {"device_id": device_id})
         return EnrolmentAnswer(card_id=card_id, device_id=device_id, device_key_id=key_id)
+
+    async def card_of(self, id_number: str, name: str) -> str:
+        """The active card of the person with this ID number (by its blind index) and this real name.
+
+        Raises `cardholder_not_found` (no active card) or `identity_mismatch` (the name differs, compared in
+        constant time): enrolment and family links match a person alike."""
+        holder = await store.holder_by_index(self._pool, self._index(id_number))
+        if holder is None:
+            raise Refusal("cardholder_not_found", "no active card is registered for this person")
+        cards = [c for c in await store.cards_of_holder(self._pool, holder.cardholder_id) if c.status == "active"]
+        if not cards:
+            raise Refusal("cardholder_not_found", "no active card is registered for this person")
+        stored_name = self._keys.open_pii(holder.name_sealed, f"name:{holder.cardholder_id}")
+        if not constant_time_equal(stored_name, name.strip()):
+            raise Refusal("identity_mismatch", "the name does not match the card registry")
+        return cards[0].card_id
 
     # --- PINs --------------------------------------------------------------------------------------
 

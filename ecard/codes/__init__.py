@@ -2,12 +2,13 @@
 
 from ecard.codes.keys import IssuerKey, KeyRing, kid_of
 from ecard.codes.numeric import NumericCodes, NumericPolicy, is_numeric_form
-from ecard.codes.service import CodeIssuer
+from ecard.codes.service import CodeIssuer, Delegations
 from ecard.codes.token import PREFIX, Token, check_signature, decode
 
 __all__ = [
     "PREFIX",
     "CodeIssuer",
+    "Delegations",
     "IssuerKey",
     "KeyRing",
     "NumericCodes",

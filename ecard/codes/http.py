@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import re
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import msgspec
 from litestar import Controller, MediaType, Request, Response, get, post
@@ -35,6 +35,8 @@ class CodeAnswer(msgspec.Struct):
 
 
 class CodeRequest(msgspec.Struct, forbid_unknown_fields=True):
+    # a family member's card the device's holder may show (API.md "Family accounts"); absent: the device's own
+    card_id: Annotated[str, msgspec.Meta(max_length=64)] | None = None
     # "numeric": the 18-digit form (docs/numeric-code.md), online-verified only
     form: Literal["ec1", "numeric"] = "ec1"
 
@@ -44,8 +46,9 @@ class KeySet(msgspec.Struct):
     keys: list[dict[str, str | None]]
 
 
-def _read_request(body: bytes) -> CodeRequest:
-    """The body is `{}` (or nothing), or names the code's form; anything else is the client's mistake."""
+def _code_request(body: bytes) -> CodeRequest:
+    """The body is `{}` (or nothing), or names a family member's card or the code's form; anything else is the
+    client's mistake."""
     if not body.strip() or body.strip() == b"{}":
         return CodeRequest()
     try:
@@ -54,16 +57,18 @@ def _read_request(body: bytes) -> CodeRequest:
         # msgspec names an unknown field between backticks and never echoes a value
         unknown = re.search(r"unknown field `([^`]{1,64})`", str(exc))
         if unknown is None:
-            raise Refusal("invalid_request", 'the request body must be {} or {"form": "ec1"|"numeric"}') from exc
+            raise Refusal(
+                "invalid_request", 'the request body must be {} or {"card_id": ..., "form": "ec1"|"numeric"}'
+            ) from exc
         field = unknown.group(1)
         raise Refusal("invalid_request", f"invalid field: {field}", extra={"fields": [field]}) from exc
     except msgspec.DecodeError as exc:
         raise Refusal("invalid_request", "request body is not valid JSON of the expected shape") from exc
 
 
-async def _numeric(numeric_codes: NumericCodes, principal: Principal) -> Response[Any]:
+async def _numeric(numeric_codes: NumericCodes, principal: Principal, card_id: str | None) -> Response[Any]:
     """The 18-digit form, as JSON only: a scanner reads it off the app's 1D barcode, a clerk types it."""
-    minted = await numeric_codes.mint(principal)
+    minted = await numeric_codes.mint(principal, card_id)
     CODES_ISSUED.labels(format="numeric").inc()
     refresh_after = minted.issued_at + (minted.expires_at - minted.issued_at) * 3 // 4
     return Response(
@@ -83,7 +88,14 @@ class CodeController(Controller):
         status_code=201,
         dependencies={"principal": signed_by(ClientKind.DEVICE, defer_nonce=True)},
         summary="Mint a dynamic code (JSON, or the QR itself with Accept: image/png or image/svg+xml)",
-        responses=problems(*SIGNED_PROBLEMS, "card_suspended", "card_cancelled"),
+        responses=problems(
+            *SIGNED_PROBLEMS,
+            "card_suspended",
+            "card_cancelled",
+            "forbidden",
+            "family_link_ended",
+            "family_consent_required",
+        ),
     )
     async def mint(
         self,
@@ -92,9 +104,10 @@ class CodeController(Controller):
         numeric_codes: NamedDependency[NumericCodes],
         principal: NamedDependency[Principal],
     ) -> Response[Any]:
-        if _read_request(await request.body()).form == "numeric":
-            return await _numeric(numeric_codes, principal)
-        issued = await code_issuer.issue(principal)
+        wanted = _code_request(await request.body())
+        if wanted.form == "numeric":
+            return await _numeric(numeric_codes, principal, wanted.card_id)
+        issued = await code_issuer.issue(principal, wanted.card_id)
         accept = request.headers.get("accept", "")
         if "image/png" in accept:
             CODES_ISSUED.labels(format="png").inc()

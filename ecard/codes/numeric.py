@@ -26,8 +26,10 @@ import redis.asyncio as aioredis
 
 from ecard.cards import Cards
 from ecard.codes import store
+from ecard.codes.service import Delegations
 from ecard.kit.clock import Clock
 from ecard.kit.crypto import Keys
+from ecard.kit.ids import id_to_bytes
 from ecard.kit.principal import Principal
 from ecard.kit.refusal import Refusal
 
@@ -64,7 +66,10 @@ class NumericRecord(msgspec.Struct, frozen=True):
     that verification needs no database read to check the digits)."""
 
     card_id: str
+    # the device that minted it (whose secret made the digits), and who shows the card: that device's id bytes, or
+    # the family link through which a guardian's device shows a member's card (ecard/family)
     device_id: str
+    shown_by: bytes
     cti: bytes
     issued_at: int
     expires_at: int
@@ -128,7 +133,9 @@ class NumericCodes:
         clock: Clock,
         prefix: str,
         policy: NumericPolicy,
+        delegations: Delegations | None = None,
     ) -> None:
+        self._delegations = delegations
         self._pool = pool
         self._redis = redis
         self._keys = keys
@@ -145,15 +152,21 @@ class NumericCodes:
         # hash-tagged by the guesser, so that its counters live in one slot of a cluster
         return f"{self._prefix}numguess:{{{guesser}}}:{window}"
 
-    async def mint(self, device: Principal) -> MintedNumeric:
+    async def mint(self, device: Principal, card_id: str | None = None) -> MintedNumeric:
+        """A code for the device's own card, or for `card_id`: a card the device may show for its holder."""
         if not await store.claim_nonce(self._redis, device.nonce):
             raise Refusal("nonce_reused", "this nonce has been used already")
         card = await self._cards.device_card(device.owner_id)
+        shown, shown_by = card.card_id, id_to_bytes(device.owner_id)
+        if card_id is not None and card_id != card.card_id:
+            if self._delegations is None:
+                raise Refusal("forbidden", "a device may show its own card only")
+            shown, shown_by = card_id, await self._delegations.link_to(device, card_id)
         sealed = await self._sealed_secret(device.owner_id)
         secret = self._keys.unwrap_secret(sealed, _context(device.owner_id))
         now = int(self._clock.now())
         expires = now + self.policy.ttl_s
-        record = NumericRecord(card.card_id, device.owner_id, os.urandom(16), now, expires, sealed)
+        record = NumericRecord(shown, device.owner_id, shown_by, os.urandom(16), now, expires, sealed)
         keep_until_ms = (expires + self.policy.skew_s + KEEP_S) * 1000
         for _ in range(_MINT_TRIES):
             handle = secrets.randbelow(10**HANDLE_DIGITS)

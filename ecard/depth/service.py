@@ -121,8 +121,13 @@ def measure(
 
 
 class Depth:
-    def __init__(self, pool: asyncpg.Pool, catalog: Catalog, merchants: Merchants) -> None:
+    def __init__(
+        self, pool: asyncpg.Pool, catalog: Catalog, merchants: Merchants, replica: asyncpg.Pool | None = None
+    ) -> None:
         self._pool = pool
+        # the month of verifications and bills the report aggregates tolerates a replica's lag; the scenes and
+        # beneficiaries operators set are read where they were written
+        self._replica = replica or pool
         self._catalog = catalog
         self._merchants = merchants
 
@@ -174,11 +179,11 @@ class Depth:
         for scene in await store.scenes(self._pool):
             recorded[scene.item_code][scene.district] = scene.scenes
         accepting: dict[str, dict[str, int]] = defaultdict(dict)
-        for venues in await store.accepting_venues(self._pool, end - timedelta(days=WINDOW_DAYS), end):
+        for venues in await store.accepting_venues(self._replica, end - timedelta(days=WINDOW_DAYS), end):
             accepting[venues.item_code][venues.district] = venues.venues
         payouts = {row.item_code: row for row in await store.beneficiaries(self._pool, day.year)}
         payment = await self._merchants.payment_items()
-        billed = await store.paid_bill_items(self._pool, end - timedelta(days=WINDOW_DAYS), end)
+        billed = await store.paid_bill_items(self._replica, end - timedelta(days=WINDOW_DAYS), end)
         items = sorted((i for i in await self._catalog.items() if i.in_force(day)), key=lambda i: i.item_code)
         return DepthReport(
             date=day,

@@ -59,6 +59,13 @@ def provide(name: str) -> Provide:
     return Provide(collaborator, sync_to_thread=False)
 
 
+def _target(request: Request[Any, Any, Any]) -> tuple[str, str]:
+    """The path and query exactly as sent, which the signature covers."""
+    raw_path = request.scope.get("raw_path")
+    path = raw_path.decode("latin-1") if isinstance(raw_path, bytes) else request.url.path
+    return path, request.scope.get("query_string", b"").decode("latin-1")
+
+
 def signed_by(*kinds: ClientKind, defer_nonce: bool = False) -> Provide:
     """Dependency for a route that only the given kinds of client may call.
 
@@ -69,12 +76,9 @@ def signed_by(*kinds: ClientKind, defer_nonce: bool = False) -> Provide:
     async def principal(
         request: Request[Any, Any, Any], authenticator: NamedDependency[SkipValidation[SignedRequests]]
     ) -> Principal:
-        body = await request.body()
-        raw_path = request.scope.get("raw_path")
-        path = raw_path.decode("latin-1") if isinstance(raw_path, bytes) else request.url.path
-        query = request.scope.get("query_string", b"").decode("latin-1")
+        path, query = _target(request)
         return await authenticator.authenticate(
-            request.method, path, query, request.headers, body, allowed, defer_nonce=defer_nonce
+            request.method, path, query, request.headers, await request.body(), allowed, defer_nonce=defer_nonce
         )
 
     return Provide(principal)
@@ -92,3 +96,23 @@ async def _operator(
 
 
 operator_session = Provide(_operator)
+
+
+def signed_or_anonymous(*kinds: ClientKind) -> Provide:
+    """Dependency for a route anyone may call: None for a request that carries no signature, else who signed it.
+
+    A request that does carry one (`Signature` or `Signature-Input`) must pass the check of `signed_by`: a bad
+    signature is refused, never taken for an anonymous request."""
+    allowed = frozenset(kinds)
+
+    async def principal(
+        request: Request[Any, Any, Any], authenticator: NamedDependency[SkipValidation[SignedRequests]]
+    ) -> Principal | None:
+        if "signature" not in request.headers and "signature-input" not in request.headers:
+            return None
+        path, query = _target(request)
+        return await authenticator.authenticate(
+            request.method, path, query, request.headers, await request.body(), allowed
+        )
+
+    return Provide(principal)

@@ -96,6 +96,16 @@ STATUS_OF: dict[str, int] = {
     "too_many_requests": 429,
     # PIN changes (issue 11, H1): a channel's reset grant that is unknown, used, expired or another device's
     "pin_reset_invalid": 403,
+    # complaints (issue 14): a merchant, verification or bill a complaint names that is not the holder's (or
+    # nobody's), and a reply to a complaint already resolved or rejected
+    "complaint_link_refused": 403,
+    "complaint_closed": 409,
+    # family accounts (issue 15, API.md "Family accounts"): limits per relation, links that ended or await consent
+    "family_limit": 409,
+    "family_link_exists": 409,
+    "family_link_ended": 403,
+    "family_consent_required": 403,
+    "family_consent_not_pending": 409,
 }
 
 

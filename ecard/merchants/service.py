@@ -88,8 +88,12 @@ def _functions_of(items: list[str], catalog: dict[str, frozenset[str]]) -> list[
 
 
 class Merchants:
-    def __init__(self, pool: asyncpg.Pool, directory: ClientDirectory, catalog: Catalog) -> None:
+    def __init__(
+        self, pool: asyncpg.Pool, directory: ClientDirectory, catalog: Catalog, replica: asyncpg.Pool | None = None
+    ) -> None:
         self._pool = pool
+        # the public venue list tolerates a replica's lag
+        self._replica = replica or pool
         self._directory = directory
         self._catalog = catalog
         self._cache: dict[str, tuple[float, Merchant | None]] = {}
@@ -286,7 +290,7 @@ class Merchants:
             raise Refusal("item_unknown", "no catalog item in force has this code")
         in_force = {item.item_code for item in await self._catalog.items() if item.in_force(day)}
         venues = []
-        for row in await store.venues(self._pool, item_code, region):
+        for row in await store.venues(self._replica, item_code, region):
             items = [code for code in row.items or () if code in in_force]
             if not items:
                 continue

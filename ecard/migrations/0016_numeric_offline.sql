@@ -13,7 +13,7 @@ CREATE TABLE offline_taps (
     terminal_key    text NOT NULL,             -- the terminal client (its key's owner) that uploaded the tap
     tap_id          text NOT NULL,
     result          text NOT NULL,
-    verification_id text REFERENCES verifications,
+    verification_id text,                      -- the verification an accepted tap became (verifications is partitioned)
     tapped_at       timestamptz NOT NULL,
     uploaded_at     timestamptz NOT NULL DEFAULT now(),
     PRIMARY KEY (terminal_key, tap_id)

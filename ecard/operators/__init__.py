@@ -1,5 +1,5 @@
 """Operators of the card management agency and their sessions."""
 
-from ecard.operators.service import Operators
+from ecard.operators.service import Operators, source_of
 
-__all__ = ["Operators"]
+__all__ = ["Operators", "source_of"]

@@ -15,7 +15,7 @@ from prometheus_client import CONTENT_TYPE_LATEST
 
 from ecard.kit.metrics import REQUEST_SECONDS, exposition
 from ecard.kit.problems import PROBLEM_CODE_STATE
-from ecard.ops.service import Readiness, ReadinessReport
+from ecard.ops.service import Readiness, ReadinessReport, ServiceInfo
 
 
 class OpsController(Controller):
@@ -30,6 +30,10 @@ class OpsController(Controller):
     async def readyz(self, readiness: NamedDependency[Readiness]) -> Response[ReadinessReport]:
         report = await readiness.check()
         return Response(report, status_code=200 if report.ready else 503)
+
+    @get("/v1/service-info", summary="Who runs the service, and the complaint phone and URL (public)")
+    async def service_info(self, service_info: NamedDependency[ServiceInfo]) -> ServiceInfo:
+        return service_info
 
     @get("/metrics", summary="Prometheus metrics (every worker's, added up)", media_type=MediaType.TEXT)
     async def metrics(self) -> Response[bytes]:

@@ -1,4 +1,4 @@
-"""Readiness: whether the backing services answer, each on its own."""
+"""Readiness (whether the backing services answer, each on its own), and what the service publishes about itself."""
 
 from __future__ import annotations
 
@@ -17,6 +17,16 @@ class ReadinessReport(msgspec.Struct, frozen=True):
     @property
     def ready(self) -> bool:
         return self.status == "ready"
+
+
+class ServiceInfo(msgspec.Struct, frozen=True):
+    """GET /v1/service-info: who runs this service and where citizens complain (regulation art. 20)."""
+
+    issuer: str
+    complaint_phone: str
+    complaint_url: str
+    # how many days an operator has to answer a complaint
+    complaint_due_days: int
 
 
 class Readiness:

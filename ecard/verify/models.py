@@ -27,6 +27,8 @@ REFUSALS = (
     "merchant_not_entitled",
     "item_not_in_joint_list",
     "card_not_linked",
+    "family_link_ended",
+    "family_consent_required",
     "forbidden",
     "issuer_unavailable",
     "database_unavailable",
@@ -87,6 +89,9 @@ class HistoryEntry(msgspec.Struct):
     place: dict[str, Any] | None = None
     # the partner issuer (e.g. sc) whose merchant checked the card; None when it was one of ours
     via_issuer: str | None = None
+    # "family" when a family member showed the card from their own device, with their relation to the holder
+    via: str | None = None
+    relation: str | None = None
 
 
 class History(msgspec.Struct):
@@ -105,6 +110,8 @@ class RecordedCard(msgspec.Struct, frozen=True):
     cardholder_id: str
     name_sealed: bytes
     id_sealed: bytes
+    # the status of the family link the code names; None for the holder's own code
+    family_status: str | None
     verification_id: str | None
 
 
@@ -119,6 +126,7 @@ class VerificationRow(msgspec.Struct, frozen=True):
     terminal_id: str | None
     place: dict[str, Any] | None
     via_issuer: str | None
+    family_relation: str | None
 
 
 def storable(value: Any) -> bool:

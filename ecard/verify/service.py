@@ -54,17 +54,20 @@ class VerifyDeps:
     prefix: str
     forwarder: Forwarder | None = None
     linked: LinkedCodes | None = None
+    # where reads that tolerate lag go (the holder's history): a streaming replica, or None for `pool`
+    replica: asyncpg.Pool | None = None
     numeric: NumericCodes | None = None
 
 
-async def _open_reference(deps: VerifyDeps, sealed: bytes) -> tuple[str, str]:
+async def _open_reference(deps: VerifyDeps, sealed: bytes) -> tuple[str, bytes]:
     try:
         plain = await deps.ring.open_card_ref(sealed)
     except SealError as exc:
         raise Refusal("malformed_code", "the code's card reference does not open") from exc
     if len(plain) != 32:
         raise Refusal("malformed_code", "the code's card reference has the wrong length")
-    return id_from_bytes("crd", plain[:16]), id_from_bytes("dev", plain[16:])
+    # the card, and who showed it: the holder's device, or the family link of a guardian's device (ecard/family)
+    return id_from_bytes("crd", plain[:16]), plain[16:]
 
 
 async def verify(
@@ -173,11 +176,12 @@ async def _decide(
         raise Refusal("nonce_reused", "this nonce has been used already")
     if revoked:
         raise Refusal("key_revoked", "the key that signed this code has been revoked")
-    card_id, _device_id = await _open_reference(deps, token.card_ref)
+    card_id, shown_by = await _open_reference(deps, token.card_ref)
     if not fresh:
         await deps.risk.replay(card_id, venue.merchant_id, token.cti.hex())
         raise Refusal("code_already_used", "this code has been used already")
-    return await _record(card_id, token.cti, cti_key, item, venue, now, deps)
+    family_link = id_from_bytes("fam", shown_by)
+    return await _record(card_id, token.cti, cti_key, item, venue, now, deps, family_link=family_link)
 
 
 async def _numeric(
@@ -198,7 +202,8 @@ async def _numeric(
     if not fresh:
         await deps.risk.replay(record.card_id, venue.merchant_id, record.cti.hex())
         raise Refusal("code_already_used", "this code has been used already")
-    return await _record(record.card_id, record.cti, cti_key, item, venue, now, deps)
+    family_link = id_from_bytes("fam", record.shown_by)
+    return await _record(record.card_id, record.cti, cti_key, item, venue, now, deps, family_link=family_link)
 
 
 async def verify_offline_tap(
@@ -224,7 +229,7 @@ async def verify_offline_tap(
     if tapped_at < token.issued_at - deps.skew_s:
         raise Refusal("code_not_yet_valid", "the tap is earlier than the code; check the terminal's clock")
     item = await _item(deps, item_code, tapped_at)
-    card_id, _device_id = await _open_reference(deps, token.card_ref)
+    card_id, shown_by = await _open_reference(deps, token.card_ref)
     merchant = await deps.merchants.get(merchant_id)
     entitled = merchant is not None and merchant.status == "active" and item.item_code in merchant.items
     verification_id = new_id("vrf")
@@ -241,6 +246,7 @@ async def verify_offline_tap(
             token.cti,
             to_datetime(tapped_at),
             entitled,
+            id_from_bytes("fam", shown_by),
         )
     except asyncpg.UniqueViolationError as exc:
         await deps.risk.raise_event("offline_double_tap", card_id, merchant_id, {"cti": token.cti.hex()})
@@ -251,6 +257,10 @@ async def verify_offline_tap(
         detail = {"cti": token.cti.hex(), "status": row.status, "terminal_id": terminal_id}
         await deps.risk.raise_event("offline_tap_blocked_card", card_id, merchant_id, detail)
         raise Refusal(f"card_{row.status}", f"the card was {row.status} when it was tapped")
+    if row.family_status == "ended":
+        raise Refusal("family_link_ended", "the family link this code was shown through has ended")
+    if row.family_status == "pending_consent":
+        raise Refusal("family_consent_required", "the family link this code was shown through awaits consent")
     if row.verification_id is None:
         raise Refusal("merchant_not_entitled", "this merchant is not entitled to this catalog item")
     return Verification(verification_id, item.item_code, tapped_at, {})
@@ -272,7 +282,15 @@ async def _linked(
 
 
 async def _record(
-    card_id: str, cti: bytes, cti_key: str, item: Item, venue: Venue, now: float, deps: VerifyDeps
+    card_id: str,
+    cti: bytes,
+    cti_key: str,
+    item: Item,
+    venue: Venue,
+    now: float,
+    deps: VerifyDeps,
+    *,
+    family_link: str | None = None,
 ) -> Verification:
     verification_id = new_id("vrf")
     try:
@@ -295,6 +313,7 @@ async def _record(
             entitled,
             venue.via_issuer,
             venue.merchant_name if venue.via_issuer is not None else None,
+            family_link,
         )
     except asyncpg.UniqueViolationError as exc:
         # recorded by an earlier attempt whose answer was lost (the claim was released, the row had committed)
@@ -309,6 +328,10 @@ async def _record(
         raise Refusal("card_suspended", "the card is suspended")
     if row.status == "cancelled":
         raise Refusal("card_cancelled", "the card is cancelled")
+    if row.family_status == "ended":
+        raise Refusal("family_link_ended", "the family link this code was shown through has ended")
+    if row.family_status == "pending_consent":
+        raise Refusal("family_consent_required", "the family link this code was shown through awaits consent")
     if row.verification_id is None:
         raise Refusal("merchant_not_entitled", "this merchant is not entitled to this catalog item")
     return Verification(
@@ -356,7 +379,7 @@ async def history(device: Principal, card_id: str, deps: VerifyDeps) -> list[His
     """Every verification of the holder's own card, newest first: who, where, when, which item, what was disclosed."""
     if device.parent_id != card_id:
         raise Refusal("forbidden", "a device may act on its own card only")
-    rows = await store.verifications_of_card(deps.pool, card_id, HISTORY_SHOWN)
+    rows = await store.verifications_of_card(deps.replica or deps.pool, card_id, HISTORY_SHOWN)
     item_names = {item.item_code: item.name for item in await deps.catalog.items()}
     # a partner's merchant under the name the partner sent, ours under its name today
     merchant_names: dict[str, str] = {}
@@ -377,6 +400,8 @@ async def history(device: Principal, card_id: str, deps: VerifyDeps) -> list[His
             terminal_id=row.terminal_id,
             place=row.place,
             via_issuer=row.via_issuer,
+            via="family" if row.family_relation is not None else None,
+            relation=row.family_relation,
         )
         for row in rows
     ]

@@ -17,18 +17,24 @@ from ecard.verify.models import RecordedCard, VerificationRow
 # committed before it is always seen, on every worker. This is the one place where this room reads the cards
 # room's tables (cards, cardholders): a call to that room first would be a second round trip, and a status
 # change could commit between the two. The statement only reads them.
+# Likewise the family link a guardian's code names ($13, the code's second id read as a link id; the holder's own
+# codes name a device, which no link has as its id): a link ended before is always seen.
 _RECORD = """
 WITH card AS (
     SELECT c.card_id, c.status, c.region, h.cardholder_id, h.name_sealed, h.id_sealed
     FROM cards c JOIN cardholders h USING (cardholder_id)
     WHERE c.card_id = $1
+), link AS (
+    SELECT relation, status FROM family_links WHERE link_id = $13 AND member_card_id = $1
 ), recorded AS (
     INSERT INTO verifications (verification_id, card_id, merchant_id, item_code, terminal_id, place, disclosed, cti,
-                               verified_at, via_issuer, merchant_name)
-    SELECT $2, card.card_id, $3, $4, $5, $6, $7, $8, $9, $11, $12 FROM card WHERE card.status = 'active' AND $10
+                               verified_at, via_issuer, merchant_name, family_relation)
+    SELECT $2, card.card_id, $3, $4, $5, $6, $7, $8, $9, $11, $12, (SELECT relation FROM link)
+    FROM card WHERE card.status = 'active' AND $10 AND coalesce((SELECT status FROM link), 'active') = 'active'
     RETURNING verification_id
 )
-SELECT card.*, (SELECT verification_id FROM recorded) AS verification_id FROM card
+SELECT card.*, (SELECT status FROM link) AS family_status, (SELECT verification_id FROM recorded) AS verification_id
+FROM card
 """
 
 
@@ -46,6 +52,7 @@ async def record(
     entitled: bool,
     via_issuer: str | None = None,
     merchant_name: str | None = None,
+    family_link: str | None = None,
 ) -> RecordedCard | None:
     row = await pool.fetchrow(
         _RECORD,
@@ -61,6 +68,7 @@ async def record(
         entitled,
         via_issuer,
         merchant_name,
+        family_link,
     )
     return RecordedCard(**row) if row else None
 
@@ -76,13 +84,17 @@ WITH card AS (
            c.region, h.cardholder_id, h.name_sealed, h.id_sealed
     FROM cards c JOIN cardholders h USING (cardholder_id)
     WHERE c.card_id = $1
+), link AS (
+    SELECT relation, status FROM family_links WHERE link_id = $11 AND member_card_id = $1
 ), recorded AS (
     INSERT INTO verifications (verification_id, card_id, merchant_id, item_code, terminal_id, place, disclosed, cti,
-                               verified_at)
-    SELECT $2, card.card_id, $3, $4, $5, $6, $7, $8, $9 FROM card WHERE card.status = 'active' AND $10
+                               verified_at, family_relation)
+    SELECT $2, card.card_id, $3, $4, $5, $6, $7, $8, $9, (SELECT relation FROM link)
+    FROM card WHERE card.status = 'active' AND $10 AND coalesce((SELECT status FROM link), 'active') = 'active'
     RETURNING verification_id
 )
-SELECT card.*, (SELECT verification_id FROM recorded) AS verification_id FROM card
+SELECT card.*, (SELECT status FROM link) AS family_status, (SELECT verification_id FROM recorded) AS verification_id
+FROM card
 """
 
 
@@ -98,6 +110,7 @@ async def record_as_of(
     cti: bytes,
     at: datetime,
     entitled: bool,
+    family_link: str,
 ) -> RecordedCard | None:
     row = await pool.fetchrow(
         _RECORD_AS_OF,
@@ -111,6 +124,7 @@ async def record_as_of(
         cti,
         at,
         entitled,
+        family_link,
     )
     return RecordedCard(**row) if row else None
 
@@ -161,7 +175,7 @@ async def claim_code(redis: aioredis.Redis, cti_key: str, ttl_s: int) -> bool:
 async def verifications_of_card(pool: asyncpg.Pool, card_id: str, limit: int) -> list[VerificationRow]:
     rows = await pool.fetch(
         "SELECT verification_id, merchant_id, merchant_name, item_code, disclosed, verified_at, terminal_id, place,"
-        " via_issuer FROM verifications WHERE card_id = $1 ORDER BY verified_at DESC LIMIT $2",
+        " via_issuer, family_relation FROM verifications WHERE card_id = $1 ORDER BY verified_at DESC LIMIT $2",
         card_id,
         limit,
     )

@@ -97,6 +97,8 @@ class Callers:
             "terminal_id": "gate-1",
             "bill_id": "bil_notabill",
             "login_id": "lgn_notalogin",
+            "complaint_id": "cmp_notacomplaint",
+            "link_id": "fam_notalink",
             "item_code": "wl-030",
             "issuer": "tb",
             "day": "2026-01-01",

@@ -57,6 +57,7 @@ COMMANDS = {
     "payments",
     "portals",
     "audit",
+    "partitions",
 }
 
 
