@@ -19,7 +19,7 @@ from ecard.cards.http import CardholderAdminController, DeviceController, Enrolm
 from ecard.catalog import Catalog
 from ecard.catalog.http import CatalogAdminController, CatalogController
 from ecard.clients import Authenticator, ClientDirectory
-from ecard.codes import CodeIssuer, KeyRing
+from ecard.codes import CodeIssuer, KeyRing, NumericCodes, NumericPolicy
 from ecard.codes.http import CodeController
 from ecard.complaints import ComplaintPolicy, Complaints
 from ecard.complaints.http import CardComplaintController, ComplaintAdminController, ComplaintController
@@ -57,6 +57,8 @@ from ecard.kit.signing import authority
 from ecard.kit.supervisor import Supervisor
 from ecard.merchants import Merchants
 from ecard.merchants.http import MerchantAdminController, VenueController
+from ecard.offline import OfflineTaps
+from ecard.offline.http import OfflineTapController
 from ecard.operators import Operators
 from ecard.operators.http import SessionController
 from ecard.ops import Readiness, ServiceInfo, configure
@@ -101,6 +103,9 @@ COLLABORATORS = (
     "disbursements",
     # risk monitoring (issue 14)
     "risk",
+    # issue 15: numeric code, offline taps
+    "numeric_codes",
+    "offline_taps",
 )
 
 
@@ -214,6 +219,23 @@ def create_app(settings: Settings, clock: Clock | None = None) -> Litestar:
             settings.public_url,
             settings.clock_skew_s,
         )
+        # issue 15: the numeric code, minted by devices and resolved by verification
+        state.numeric_codes = NumericCodes(
+            pool,
+            redis,
+            keys,
+            cards,
+            clock,
+            settings.redis_prefix,
+            NumericPolicy(
+                issuer_digits=settings.numeric_issuer_digits,
+                ttl_s=settings.code_ttl_s,
+                skew_s=settings.clock_skew_s,
+                guesses=settings.numeric_guesses,
+                guess_window_s=settings.numeric_guess_window_s,
+            ),
+            delegations=state.family,
+        )
         state.verify_deps = VerifyDeps(
             pool=pool,
             redis=redis,
@@ -229,6 +251,7 @@ def create_app(settings: Settings, clock: Clock | None = None) -> Litestar:
             records=GroupCommit(pool),  # issue 13 (perf): group commit of verification records
             forwarder=federation,
             linked=yukuai if platform is not None else None,
+            numeric=state.numeric_codes,
             replica=replica,
         )
         # complaints and the service's published contacts (issue 14, p14b)
@@ -250,6 +273,10 @@ def create_app(settings: Settings, clock: Clock | None = None) -> Litestar:
             complaint_phone=settings.complaint_phone,
             complaint_url=settings.complaint_url or f"{settings.public_url}/v1/complaints",
             complaint_due_days=settings.complaint_due_days,
+        )
+        # issue 15: offline taps
+        state.offline_taps = OfflineTaps(
+            pool, state.verify_deps, clock, settings.offline_grace_s, settings.clock_skew_s
         )
         # every background loop runs supervised: restarted after an unexpected exception, and metered
         background = Supervisor()
@@ -396,6 +423,8 @@ def create_app(settings: Settings, clock: Clock | None = None) -> Litestar:
         HolderDisbursementController,
         # risk monitoring (issue 14)
         RiskAdminController,
+        # issue 15: offline taps
+        OfflineTapController,
     ]
     if settings.load_echo:
         handlers.append(EchoController)

@@ -137,6 +137,13 @@ class Settings:
     risk_harvest_cards: int = 20
     risk_act_on: frozenset[str] = frozenset({"impossible_travel", "pin_guessing"})
     risk_audit_check_s: float = 300.0
+    # issue 15, numeric code and offline taps: the numeric code's two issuer digits (docs/numeric-code.md), the wrong
+    # numeric codes one terminal may send per window before it is refused (429) for the window's rest, and how long
+    # after a code's expiry an offline tap of it is still accepted (docs/offline-kit.md)
+    numeric_issuer_digits: str = "50"
+    numeric_guesses: int = 10
+    numeric_guess_window_s: int = 300
+    offline_grace_s: int = 86400
 
     @classmethod
     def from_env(cls, environ: dict[str, str] | None = None) -> Settings:
@@ -211,4 +218,8 @@ class Settings:
             risk_harvest_cards=_int(env, "ECARD_RISK_HARVEST_CARDS", 20),
             risk_act_on=_kinds(env, "ECARD_RISK_ACT_ON", frozenset({"impossible_travel", "pin_guessing"})),
             risk_audit_check_s=_float(env, "ECARD_RISK_AUDIT_CHECK_S", 300.0),
+            numeric_issuer_digits=env.get("ECARD_NUMERIC_ISSUER_DIGITS") or "50",
+            numeric_guesses=_int(env, "ECARD_NUMERIC_GUESSES", 10),
+            numeric_guess_window_s=_int(env, "ECARD_NUMERIC_GUESS_WINDOW_S", 300),
+            offline_grace_s=_int(env, "ECARD_OFFLINE_GRACE_S", 86400),
         )

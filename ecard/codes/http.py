@@ -2,22 +2,30 @@
 
 from __future__ import annotations
 
+import hashlib
 import re
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 import msgspec
 from litestar import Controller, MediaType, Request, Response, get, post
 from litestar.di import NamedDependency
+from litestar.openapi.datastructures import ResponseSpec
 
 from ecard.codes.keys import KeyRing
+from ecard.codes.numeric import NumericCodes
 from ecard.codes.service import CodeIssuer
 from ecard.kit import qr
 from ecard.kit.clock import iso
+from ecard.kit.crypto import b64u
 from ecard.kit.edge import SIGNED_PROBLEMS, signed_by
 from ecard.kit.metrics import CODES_ISSUED
 from ecard.kit.principal import ClientKind, Principal
 from ecard.kit.problems import problems
 from ecard.kit.refusal import Refusal
+
+# How long a terminal or a cache may reuse the key set unasked; a revocation reaches a fleet within this (plus the
+# terminal's own refresh interval). Offline terminals keep using their copy for longer: docs/offline-kit.md.
+KEYS_MAX_AGE_S = 300
 
 
 class CodeAnswer(msgspec.Struct):
@@ -29,6 +37,8 @@ class CodeAnswer(msgspec.Struct):
 class CodeRequest(msgspec.Struct, forbid_unknown_fields=True):
     # a family member's card the device's holder may show (API.md "Family accounts"); absent: the device's own
     card_id: Annotated[str, msgspec.Meta(max_length=64)] | None = None
+    # "numeric": the 18-digit form (docs/numeric-code.md), online-verified only
+    form: Literal["ec1", "numeric"] = "ec1"
 
 
 class KeySet(msgspec.Struct):
@@ -37,7 +47,8 @@ class KeySet(msgspec.Struct):
 
 
 def _code_request(body: bytes) -> CodeRequest:
-    """The body is `{}` (or nothing), or names a family member's card; anything else is the client's mistake."""
+    """The body is `{}` (or nothing), or names a family member's card or the code's form; anything else is the
+    client's mistake."""
     if not body.strip() or body.strip() == b"{}":
         return CodeRequest()
     try:
@@ -46,11 +57,26 @@ def _code_request(body: bytes) -> CodeRequest:
         # msgspec names an unknown field between backticks and never echoes a value
         unknown = re.search(r"unknown field `([^`]{1,64})`", str(exc))
         if unknown is None:
-            raise Refusal("invalid_request", 'the request body must be {} or {"card_id": ...}') from exc
+            raise Refusal(
+                "invalid_request", 'the request body must be {} or {"card_id": ..., "form": "ec1"|"numeric"}'
+            ) from exc
         field = unknown.group(1)
         raise Refusal("invalid_request", f"invalid field: {field}", extra={"fields": [field]}) from exc
     except msgspec.DecodeError as exc:
         raise Refusal("invalid_request", "request body is not valid JSON of the expected shape") from exc
+
+
+async def _numeric(numeric_codes: NumericCodes, principal: Principal, card_id: str | None) -> Response[Any]:
+    """The 18-digit form, as JSON only: a scanner reads it off the app's 1D barcode, a clerk types it."""
+    minted = await numeric_codes.mint(principal, card_id)
+    CODES_ISSUED.labels(format="numeric").inc()
+    refresh_after = minted.issued_at + (minted.expires_at - minted.issued_at) * 3 // 4
+    return Response(
+        content=CodeAnswer(minted.code, iso(minted.expires_at), iso(refresh_after)),
+        media_type=MediaType.JSON,
+        status_code=201,
+        headers={"Cache-Control": "no-store"},
+    )
 
 
 class CodeController(Controller):
@@ -79,6 +105,8 @@ class CodeController(Controller):
         # from the app's state, not a dependency beside `principal` (an anyio task group per request)
         code_issuer: CodeIssuer = request.app.state.code_issuer
         wanted = _code_request(await request.body())
+        if wanted.form == "numeric":
+            return await _numeric(request.app.state.numeric_codes, principal, wanted.card_id)
         issued = await code_issuer.issue(principal, wanted.card_id)
         accept = request.headers.get("accept", "")
         if "image/png" in accept:
@@ -105,8 +133,31 @@ class CodeController(Controller):
             headers={"Cache-Control": "no-store"},
         )
 
-    @get("/issuer/keys", summary="The issuer's code-signing keys (JWK set with COSE kids)")
-    async def keys(self, key_ring: NamedDependency[KeyRing]) -> KeySet:
+    @get(
+        "/issuer/keys",
+        summary="The issuer's code-signing keys (JWK set with COSE kids); ETag and If-None-Match (304) for fleets",
+        responses={
+            304: ResponseSpec(
+                data_container=None, description="Not modified: the If-None-Match tag is the current set's ETag"
+            )
+        },
+    )
+    async def keys(
+        self, request: Request[Any, Any, Any], key_ring: NamedDependency[KeyRing]
+    ) -> Response[KeySet | None]:
         # a terminal that refreshes its keys must learn of a revocation as soon as verifications do
         await key_ring.notice_revocations()
-        return KeySet(issuer=key_ring.issuer, keys=key_ring.published())
+        key_set = KeySet(issuer=key_ring.issuer, keys=key_ring.published())
+        tag = f'"{b64u(hashlib.sha256(msgspec.json.encode(key_set)).digest()[:16])}"'
+        headers = {"ETag": tag, "Cache-Control": f"public, max-age={KEYS_MAX_AGE_S}"}
+        if _matches(request.headers.get("if-none-match"), tag):
+            return Response(content=None, status_code=304, headers=headers)
+        return Response(content=key_set, media_type=MediaType.JSON, headers=headers)
+
+
+def _matches(if_none_match: str | None, tag: str) -> bool:
+    """RFC 9110 §13.1.2: weak comparison against each listed entity tag, or `*`."""
+    if if_none_match is None:
+        return False
+    listed = [part.strip().removeprefix("W/") for part in if_none_match.split(",")]
+    return "*" in listed or tag in listed

@@ -116,3 +116,47 @@ async def claim_nonce_and_read_flags(
         raise
     fresh = cache.won(answers[0], token) if nonce is not None else True
     return fresh, bool(flags) and answers[-1] > 0
+
+
+# --- numeric codes: each device's sealed TOTP secret, the live codes' records, wrong-guess counters ----------
+
+
+async def totp_secret(pool: Executor, device_id: str) -> bytes | None:
+    sealed: bytes | None = await pool.fetchval(
+        "SELECT secret_sealed FROM device_totp_secrets WHERE device_id = $1", device_id
+    )
+    return sealed
+
+
+async def insert_totp_secret(pool: Executor, device_id: str, sealed: bytes) -> None:
+    await pool.execute(
+        "INSERT INTO device_totp_secrets (device_id, secret_sealed) VALUES ($1, $2) ON CONFLICT DO NOTHING",
+        device_id,
+        sealed,
+    )
+
+
+async def claim_nonce(redis: aioredis.Redis, nonce: NonceClaim | None, token: bytes) -> bool:
+    """True when the request's deferred nonce (if any) had not been claimed before."""
+    return nonce is None or await cache.claim(redis, nonce.key, token, ex=nonce.ttl_s)
+
+
+async def put_numeric(redis: aioredis.Redis, key: str, record: bytes, keep_until_ms: int) -> bool:
+    """Takes a free handle for a new code's record; False when the handle is taken."""
+    return bool(await redis.set(key, record, nx=True, pxat=keep_until_ms))
+
+
+async def read_numeric(redis: aioredis.Redis, guess_key: str, record_key: str) -> tuple[int, bytes | None]:
+    """(wrong guesses so far in the window, the record the handle names) in one round trip."""
+    async with redis.pipeline(transaction=False) as pipe:
+        pipe.get(guess_key)
+        pipe.get(record_key)
+        guesses, record = await pipe.execute()
+    return int(guesses or 0), record
+
+
+async def count_guess(redis: aioredis.Redis, guess_key: str, ttl_s: int) -> None:
+    async with redis.pipeline(transaction=True) as pipe:
+        pipe.incr(guess_key)
+        pipe.expire(guess_key, ttl_s)
+        await pipe.execute()

@@ -11,7 +11,7 @@ from ecard.verify.models import (
     accepted,
     check_place,
 )
-from ecard.verify.service import Forwarder, LinkedCodes, VerifyDeps, verify_for_partner
+from ecard.verify.service import Forwarder, LinkedCodes, VerifyDeps, verify_for_partner, verify_offline_tap
 from ecard.verify.store import GroupCommit
 
 __all__ = [
@@ -29,4 +29,5 @@ __all__ = [
     "accepted",
     "check_place",
     "verify_for_partner",
+    "verify_offline_tap",
 ]

@@ -36,7 +36,7 @@ class VerificationController(Controller):
         "/",
         status_code=200,
         summary="Verify a dynamic code for a catalog item",
-        responses=problems(*SIGNED_PROBLEMS, *REFUSALS),
+        responses=problems(*SIGNED_PROBLEMS, *REFUSALS, "too_many_requests"),
     )
     async def create(
         self,

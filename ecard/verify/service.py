@@ -12,7 +12,7 @@ import redis.asyncio as aioredis
 
 from ecard.cards import mask_name
 from ecard.catalog import Catalog, Item
-from ecard.codes import KeyRing, Token, check_signature, decode
+from ecard.codes import KeyRing, NumericCodes, Token, check_signature, decode, is_numeric_form
 from ecard.kit import cache
 from ecard.kit.clock import Clock, iso, to_datetime
 from ecard.kit.crypto import Keys, SealError
@@ -85,6 +85,8 @@ class VerifyDeps:
     replica: asyncpg.Pool | None = None
     # payments into the card's account, shown beside its verifications in the holder's timeline
     payouts: Payouts | None = None
+    # the 18-digit codes (ecard/codes): resolved to their live record before the same single-use claim as EC1
+    numeric: NumericCodes | None = None
 
 
 async def _open_reference(deps: VerifyDeps, sealed: bytes) -> tuple[str, bytes]:
@@ -119,6 +121,8 @@ async def verify(
         merchant = await _entitled_merchant(deps, merchant_id, item)
         venue = Venue(merchant_id, merchant.name, merchant.region, terminal_id, place, registered_place=registered)
         return await _linked(principal, code, item, venue, now, deps)
+    if deps.numeric is not None and is_numeric_form(code):
+        return await _numeric(principal, code, item_code, Venue(merchant_id, "", "", terminal_id, place), now, deps)
     token = decode(code)
     if token.issuer != deps.issuer:
         if deps.forwarder is None:
@@ -211,6 +215,89 @@ async def _decide(
         raise Refusal("code_already_used", "this code has been used already")
     family_link = id_from_bytes("fam", shown_by)
     return await _record(card_id, token.cti, (cti_key, mine), item, venue, now, deps, family_link=family_link)
+
+
+async def _numeric(
+    principal: Principal, code: str, item_code: str, venue: Venue, now: float, deps: VerifyDeps
+) -> Verification:
+    """An 18-digit code: its handle names the live record (one read), its TOTP digits prove the device."""
+    assert deps.numeric is not None
+    record = await deps.numeric.resolve(code, principal.owner_id, now)
+    item = await _item(deps, item_code, now)
+    cti_key = store.code_claim_key(deps.prefix, record.cti)
+    mine = cache.new_token()
+    nonce_fresh, fresh = await store.claim_with_nonce(
+        deps.redis, principal.nonce, cti_key, (record.expires_at + deps.skew_s + 1) * 1000, mine
+    )
+    if not nonce_fresh:
+        if fresh:
+            await store.release(deps.redis, cti_key, mine)
+        raise Refusal("nonce_reused", "this nonce has been used already")
+    if not fresh:
+        await deps.risk.replay(record.card_id, venue.merchant_id, record.cti.hex())
+        raise Refusal("code_already_used", "this code has been used already")
+    family_link = id_from_bytes("fam", record.shown_by)
+    return await _record(record.card_id, record.cti, (cti_key, mine), item, venue, now, deps, family_link=family_link)
+
+
+async def verify_offline_tap(
+    terminal: Principal, code: str, item_code: str, tapped_at: float, grace_s: int, deps: VerifyDeps
+) -> Verification:
+    """An EC1 code an offline terminal accepted at `tapped_at`, judged as of then: the card's status at that moment,
+    single use against every verification recorded so far, the expiry stretched by the offline grace."""
+    merchant_id = terminal.parent_id
+    if terminal.kind is not ClientKind.TERMINAL or merchant_id is None:
+        raise Refusal("forbidden", "only a registered terminal uploads offline taps")
+    terminal_id, place = await _registered_terminal(terminal, None, deps)
+    token = decode(code)
+    if token.issuer != deps.issuer:
+        raise Refusal("unknown_issuer", "offline taps are taken for this issuer's own codes only")
+    key = await deps.ring.for_kid(token.kid)
+    if key is None:
+        raise Refusal("unknown_key", "no published issuer key has this kid")
+    if key.status == "revoked":
+        raise Refusal("key_revoked", "the key that signed this code has been revoked")
+    check_signature(token, key.public)
+    if tapped_at > token.expires_at + grace_s:
+        raise Refusal("code_expired", "the code had expired (beyond the offline grace) when it was tapped")
+    if tapped_at < token.issued_at - deps.skew_s:
+        raise Refusal("code_not_yet_valid", "the tap is earlier than the code; check the terminal's clock")
+    item = await _item(deps, item_code, tapped_at)
+    card_id, shown_by = await _open_reference(deps, token.card_ref)
+    merchant = await deps.merchants.get(merchant_id)
+    entitled = merchant is not None and merchant.status == "active" and item.item_code in merchant.items
+    verification_id = new_id("vrf")
+    try:
+        row = await store.record_as_of(
+            deps.pool,
+            card_id,
+            verification_id,
+            merchant_id,
+            item.item_code,
+            terminal_id,
+            place,
+            list(item.discloses),
+            token.cti,
+            to_datetime(tapped_at),
+            entitled,
+            id_from_bytes("fam", shown_by),
+        )
+    except asyncpg.UniqueViolationError as exc:
+        await deps.risk.raise_event("offline_double_tap", card_id, merchant_id, {"cti": token.cti.hex()})
+        raise Refusal("code_already_used", "this code had been used already") from exc
+    if row is None:
+        raise Refusal("malformed_code", "the code names no card")
+    if row.status in ("suspended", "cancelled"):
+        detail = {"cti": token.cti.hex(), "status": row.status, "terminal_id": terminal_id}
+        await deps.risk.raise_event("offline_tap_blocked_card", card_id, merchant_id, detail)
+        raise Refusal(f"card_{row.status}", f"the card was {row.status} when it was tapped")
+    if row.family_status == "ended":
+        raise Refusal("family_link_ended", "the family link this code was shown through has ended")
+    if row.family_status == "pending_consent":
+        raise Refusal("family_consent_required", "the family link this code was shown through awaits consent")
+    if row.verification_id is None:
+        raise Refusal("merchant_not_entitled", "this merchant is not entitled to this catalog item")
+    return Verification(verification_id, item.item_code, tapped_at, {})
 
 
 async def _linked(

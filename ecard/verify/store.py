@@ -164,6 +164,80 @@ def code_claim_key(prefix: str, cti: bytes) -> str:
     return f"{prefix}{cache.shard_tag(cti)}:cti:{cti.hex()}"
 
 
+# An offline tap is judged as of its time: the card's status then is the last change made by that moment
+# (a card starts active). Recorded with the time of the tap; the unique cti makes every code single use, online
+# and offline alike.
+_RECORD_AS_OF = """
+WITH card AS (
+    SELECT c.card_id,
+           coalesce((SELECT s.status FROM card_status_changes s WHERE s.card_id = c.card_id AND s.changed_at <= $9
+                     ORDER BY s.changed_at DESC, s.change_id DESC LIMIT 1), 'active') AS status,
+           c.region, h.cardholder_id, h.name_sealed, h.id_sealed
+    FROM cards c JOIN cardholders h USING (cardholder_id)
+    WHERE c.card_id = $1
+), link AS (
+    SELECT relation, status FROM family_links WHERE link_id = $11 AND member_card_id = $1
+), recorded AS (
+    INSERT INTO verifications (verification_id, card_id, merchant_id, item_code, terminal_id, place, disclosed, cti,
+                               verified_at, family_relation)
+    SELECT $2, card.card_id, $3, $4, $5, $6, $7, $8, $9, (SELECT relation FROM link)
+    FROM card WHERE card.status = 'active' AND $10 AND coalesce((SELECT status FROM link), 'active') = 'active'
+    RETURNING verification_id
+)
+SELECT card.*, (SELECT status FROM link) AS family_status, (SELECT verification_id FROM recorded) AS verification_id
+FROM card
+"""
+
+
+async def record_as_of(
+    pool: asyncpg.Pool,
+    card_id: str,
+    verification_id: str,
+    merchant_id: str,
+    item_code: str,
+    terminal_id: str,
+    place: dict[str, Any],
+    disclosed: list[str],
+    cti: bytes,
+    at: datetime,
+    entitled: bool,
+    family_link: str,
+) -> RecordedCard | None:
+    row = await pool.fetchrow(
+        _RECORD_AS_OF,
+        card_id,
+        verification_id,
+        merchant_id,
+        item_code,
+        terminal_id,
+        place,
+        disclosed,
+        cti,
+        at,
+        entitled,
+        family_link,
+    )
+    return RecordedCard(**row) if row else None
+
+
+async def claim_with_nonce(
+    redis: aioredis.Redis, nonce: NonceClaim | None, cti_key: str, expires_at_ms: int, token: bytes
+) -> tuple[bool, bool]:
+    """(nonce fresh, code fresh): the request's deferred nonce and a numeric code's single-use claim, one trip.
+
+    As in `claim`, a node that fails mid-way leaves the other's claim given back."""
+    try:
+        async with redis.pipeline(transaction=False) as pipe:
+            if nonce is not None:
+                cache.queue_claim(pipe, nonce.key, token, ex=nonce.ttl_s)
+            cache.queue_claim(pipe, cti_key, token, pxat=expires_at_ms)
+            answers = await pipe.execute()
+    except aioredis.RedisError:
+        await cache.release(redis, [*([nonce.key] if nonce is not None else []), cti_key], token)
+        raise
+    return (cache.won(answers[0], token) if nonce is not None else True), cache.won(answers[-1], token)
+
+
 async def claim(
     redis: aioredis.Redis,
     nonce: NonceClaim | None,

@@ -26,6 +26,8 @@ def signers_for(method: str, path: str) -> tuple[str, ...]:
         return ("channel",)
     if path == "/v1/verifications":
         return ("merchant", "terminal")
+    if path == "/v1/offline-taps":
+        return ("terminal",)
     if path == "/v1/federation/verifications":
         return ("partner",)
     if path == "/v1/bills/{bill_id}" and method == "GET":

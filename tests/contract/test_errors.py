@@ -103,7 +103,9 @@ class Callers:
             "issuer": "tb",
             "day": "2026-01-01",
         }
-        return cls(api, {"channel": channel, "device": phone, "merchant": merchant, "partner": partner}, ids)
+        terminal = await api.parties.terminal(merchant, "gate-1")
+        actors = {"channel": channel, "device": phone, "merchant": merchant, "partner": partner, "terminal": terminal}
+        return cls(api, actors, ids)
 
     async def send(self, method: str, template: str, body: bytes) -> httpx.Response:
         path = template.format(**self.ids)

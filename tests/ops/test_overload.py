@@ -88,7 +88,7 @@ async def test_a_busy_cache_is_overloaded_with_retry_after_and_counted(settings:
         assert ready.status_code == 503
         assert ready.json() == {"status": "not_ready", "database": "ok", "cache": "busy"}
         # the five requests and the readiness probe at least; background loops sharing the tiny pool may add more
-    assert await _shed_count(world) >= before + 6
+        assert await _shed_count(world) >= before + 6
         # shed before anything was claimed: once the cache is free, every one of the codes is still good
         again = [await world.verify(merchant, code, "wl-030") for code in codes]
         assert [a.status_code for a in again] == [200] * 5, [a.text for a in again]
