@@ -1,15 +1,15 @@
-"""API.md, "Risk monitoring, complaints and audit": the risk events list and resolve, sent as shown.
-
-`ecard audit verify`'s exit codes are asserted in tests/ops/test_audit.py.
-"""
+"""API.md, "Risk monitoring, complaints and audit": the risk events list and resolve, sent as shown, and
+`ecard audit verify`'s exit codes (the details of its report are tests/ops/test_audit.py's)."""
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from tests.contract.support import Integrator, problem_of
+from tests.ops.test_audit import entry_id, tamper
 from tests.risk.parties import CHENGDU, WULONG, settled, terminal_at
-from tests.support import World
+from tests.support import World, ecard_cli
 
 LISTED = {"event_id", "kind", "severity", "card_id", "merchant_id", "detail", "raised_at", "status", "action"}
 # docs/contract-notes.md "Risk monitoring: rules, actions, the desk": each item also carries these
@@ -78,3 +78,23 @@ async def test_a_code_replay_is_listed_and_resolved_as_confirmed(api: Integrator
     [done] = await _events(api, f"kind=code_replay&card_id={card_id}&status=resolved")
     assert done["status"] == "resolved"
     assert (await api.signed(phone, "POST", "/v1/codes", {})).status_code == 201
+
+
+async def test_ecard_audit_verify_exits_0_when_intact_and_non_zero_naming_the_first_row_that_does_not_chain(
+    api: Integrator, world: World
+) -> None:
+    """`ecard audit verify`: exit 0 when the hash chain is intact; otherwise non-zero, naming the first row."""
+    first = await api.cardholder("李四")
+    await api.cardholder("王五")
+    assert await world.audit_intact()
+
+    intact = await ecard_cli(world, "audit", "verify")
+
+    assert intact.returncode == 0, intact.stderr
+    pool = world.app.state.pool
+    broken_id = await entry_id(pool, first["card_id"])
+    await tamper(pool, "audit_log", "UPDATE audit_log SET actor = 'op_innocent' WHERE entry_id = $1", broken_id)
+    broken = await ecard_cli(world, "audit", "verify")
+    assert broken.returncode != 0
+    # the report is JSON (docs/audit.md); the first row is its `broken_entry`
+    assert json.loads(broken.stdout)["broken_entry"] == broken_id
