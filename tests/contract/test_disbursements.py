@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import json
 import random
 import time
 from collections.abc import Iterator
@@ -16,7 +17,7 @@ from ecard.config import Settings
 from ecard.kit.signing import sign_request
 from tests.contract.support import Integrator, problem_of
 from tests.disbursements.conftest import event_of, second_operator
-from tests.payments.conftest import MerchantServer, until
+from tests.payments.conftest import MerchantServer, check_signed_by_issuer, until
 from tests.standins import StandinBank
 from tests.support import Actor, World
 
@@ -260,6 +261,8 @@ async def test_an_approved_batch_is_paid_announced_and_listed_for_the_holder(
     event = event_of(notify, "batch.completed")
     assert event is not None
     assert event["batch_id"] == batch_id
+    received = next(r for r in notify.received if json.loads(r.body)["event"] == "batch.completed")
+    check_signed_by_issuer(received, (await api.client.get("/v1/issuer/request-keys")).json(), notify.url)
     listed = await api.signed(phone, "GET", f"/v1/cards/{phone.ids['card_id']}/disbursements")
     assert listed.status_code == 200, listed.text
     [payout] = listed.json()["items"]
@@ -298,3 +301,21 @@ async def test_above_the_threshold_two_operators_approve_and_reject_takes_a_reas
     )
     assert rejected.status_code == 200, rejected.text
     assert rejected.json()["status"] == "rejected"
+
+
+async def test_not_covered_by_the_funding_account_the_batch_fails_and_nothing_moves(
+    api: Integrator, bank: StandinBank, notify: MerchantServer
+) -> None:
+    """The ready total is reserved first: not covered → the batch `failed` with `insufficient_funds`, nothing moved."""
+    payer = await _payer(api)
+    await _fund(bank, payer.ids["merchant_id"], 50_000)
+    person = await api.cardholder("李四")
+    made = await api.signed(payer, "POST", "/v1/disbursements", _batch(notify.url, [_row(person, 60_000)]))
+    batch_id = made.json()["batch_id"]
+
+    assert (await _approve(api, batch_id)).status_code == 200
+
+    done = await _settled(api, payer, batch_id)
+    # docs/contract-notes.md "Disbursement (issue 12)": the code is the batch's `failure_code`
+    assert (done["status"], done["failure_code"], done["paid_fen"]) == ("failed", "insufficient_funds", 0)
+    assert await _funding(bank, payer.ids["merchant_id"]) == 50_000

@@ -74,6 +74,7 @@ async def test_post_offline_taps_answers_results_per_tap_and_the_same_again(api:
     transit = await api.merchant(["wl-029"], name="武隆公交")
     bus = await world.terminal(transit, "bus-7")
     rider, late, lost = await api.phone("张小三"), await api.phone("李四"), await api.phone("王老五")
+    typed = (await _numeric(api, await api.phone("赵六")))["code"]
     grace = world.app.state.settings.offline_grace_s
     ttl = world.app.state.settings.code_ttl_s
     world.clock.offset = -(ttl + grace + 2 * HOUR)
@@ -91,6 +92,7 @@ async def test_post_offline_taps_answers_results_per_tap_and_the_same_again(api:
         _tap("tap-2", fresh, fresh_at + 60),
         _tap("tap-3", stale, stale_at + ttl + grace + 60),
         _tap("tap-4", stolen, stolen_at + 40),
+        _tap("tap-5", typed, world.clock.now() - HOUR + 30),
     ]
 
     first = await _upload(api, bus, taps)
@@ -100,6 +102,8 @@ async def test_post_offline_taps_answers_results_per_tap_and_the_same_again(api:
         ("tap-2", "code_already_used"),
         ("tap-3", "code_expired"),
         ("tap-4", "card_suspended"),
+        # numeric codes are online-verified only: an offline terminal cannot check one
+        ("tap-5", "malformed_code"),
     ]
     assert set(first[0]) == {"tap_id", "result", "verification_id"}
     assert first[0]["verification_id"]
