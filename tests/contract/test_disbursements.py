@@ -210,6 +210,10 @@ async def test_each_row_refusal_and_get_batch_and_rows_by_status(api: Integrator
     assert BATCH | {"item_code", "counts", "paid_fen"} <= set(batch) <= BATCH | BATCH_ADDED
     assert batch["counts"] == {"ready": 2, "rejected": 6, "paid": 0, "failed": 0}
     assert (batch["item_code"], batch["paid_fen"], batch["rows_total"]) == (ALLOWANCE, 0, 8)
+    # "merchant-signed or operator": the operator's desk reads the same batch
+    by_operator = await api.admin("GET", f"/v1/disbursements/{batch_id}")
+    assert by_operator.status_code == 200, by_operator.text
+    assert by_operator.json() == batch
     answer = await api.signed(payer, "GET", f"/v1/disbursements/{batch_id}/rows?status=rejected")
     assert answer.status_code == 200, answer.text
     # docs/contract-notes.md "Disbursement (issue 12)": rows carry `row_no`, the page `next_after`

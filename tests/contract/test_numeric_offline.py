@@ -110,6 +110,9 @@ async def test_post_offline_taps_answers_results_per_tap_and_the_same_again(api:
     # docs/contract-notes.md "Numeric codes and offline taps": `verification_id` is present for accepted taps only
     assert all(set(r) <= {"tap_id", "result", "verification_id"} for r in first)
     assert await _upload(api, bus, taps) == first
+    # docs/contract-notes.md "Numeric codes and offline taps": terminal keys only, a merchant's own key is 403
+    by_merchant = await api.signed(transit, "POST", "/v1/offline-taps", {"taps": taps[:1]})
+    assert problem_of(by_merchant) == (403, "forbidden")
     events = await api.admin("GET", "/v1/admin/risk/events?status=open")
     assert events.status_code == 200, events.text
     raised = {(e["kind"], e["card_id"]) for e in events.json()["items"]}
