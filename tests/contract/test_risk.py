@@ -77,6 +77,12 @@ async def test_a_code_replay_is_listed_and_resolved_as_confirmed(api: Integrator
     assert resolved.status_code == 200, resolved.text
     [done] = await _events(api, f"kind=code_replay&card_id={card_id}&status=resolved")
     assert done["status"] == "resolved"
+    # docs/contract-notes.md "Risk monitoring: rules, actions, the desk": the refusals of the desk
+    again = await api.admin("POST", path, {"outcome": "false_positive", "note": "再次处理"})
+    assert problem_of(again) == (409, "risk_event_resolved")
+    unsigned = await api.client.post(path, json={"outcome": "confirmed", "note": "无会话"})
+    assert problem_of(unsigned) == (401, "unauthorized")
+    assert problem_of(await api.admin("GET", "/v1/admin/risk/events?status=closed")) == (400, "invalid_request")
     assert (await api.signed(phone, "POST", "/v1/codes", {})).status_code == 201
 
 
