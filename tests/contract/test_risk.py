@@ -7,7 +7,6 @@ import json
 from typing import Any
 
 from tests.contract.support import Integrator, problem_of
-from tests.ops.test_audit import entry_id, tamper
 from tests.risk.parties import CHENGDU, WULONG, settled, terminal_at
 from tests.support import World, ecard_cli
 
@@ -98,8 +97,12 @@ async def test_ecard_audit_verify_exits_0_when_intact_and_non_zero_naming_the_fi
 
     assert intact.returncode == 0, intact.stderr
     pool = world.app.state.pool
-    broken_id = await entry_id(pool, first["card_id"])
-    await tamper(pool, "audit_log", "UPDATE audit_log SET actor = 'op_innocent' WHERE entry_id = $1", broken_id)
+    broken_id = await pool.fetchval("SELECT entry_id FROM audit_log WHERE subject = $1", first["card_id"])
+    # an insider edits the row with the append-only trigger off
+    async with pool.acquire() as conn, conn.transaction():
+        await conn.execute("ALTER TABLE audit_log DISABLE TRIGGER audit_log_append_only")
+        await conn.execute("UPDATE audit_log SET actor = 'op_innocent' WHERE entry_id = $1", broken_id)
+        await conn.execute("ALTER TABLE audit_log ENABLE TRIGGER audit_log_append_only")
     broken = await ecard_cli(world, "audit", "verify")
     assert broken.returncode != 0
     # the report is JSON (docs/audit.md); the first row is its `broken_entry`
