@@ -57,6 +57,10 @@ class CardActions(Protocol):
     async def notify(self, card_id: str, kind: str, detail: dict[str, str | int | bool | None]) -> None: ...
 
 
+# how many waiting observations the rules take in one round trip to Redis
+RULES_BATCH = 256
+
+
 def haversine_km(lat1: float, lon1: float, lat2: float, lon2: float) -> float:
     """Great-circle distance between two places on the earth."""
     p1, p2 = math.radians(lat1), math.radians(lat2)
@@ -112,6 +116,16 @@ class RiskInbox:
 
     async def take(self) -> Observation:
         return await self._queue.get()
+
+    def take_ready(self, limit: int) -> list[Observation]:
+        """Up to `limit` more observations already waiting, without waiting for any."""
+        taken: list[Observation] = []
+        while len(taken) < limit:
+            try:
+                taken.append(self._queue.get_nowait())
+            except asyncio.QueueEmpty:
+                break
+        return taken
 
     def done(self) -> None:
         self._queue.task_done()
@@ -233,50 +247,58 @@ class RiskEvents:
     # --- the rules ---------------------------------------------------------------------------------
 
     async def run(self) -> None:
-        """Drain the inbox until cancelled; an outage costs the observation at hand, never the loop."""
+        """Drain the inbox until cancelled, in batches of what is waiting; an outage costs the batch at hand,
+        never the loop."""
         while True:
-            seen = await self.inbox.take()
+            batch = [await self.inbox.take(), *self.inbox.take_ready(RULES_BATCH - 1)]
             try:
-                await self.evaluate(seen)
+                await self.evaluate(batch)
             except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, redis.exceptions.RedisError) as exc:
-                log.warning("risk rules skipped an observation", extra={"error_type": type(exc).__name__})
+                log.warning("risk rules skipped observations", extra={"error_type": type(exc).__name__})
             finally:
-                self.inbox.done()
+                for _ in batch:
+                    self.inbox.done()
             _raise_if_cancelling()
 
-    async def evaluate(self, seen: Observation) -> None:
-        if isinstance(seen, Verified):
-            await self._card(seen)
-            await self._harvest(seen)
-        elif isinstance(seen, PinLocked):
-            await self._pin_guessing(seen)
-        else:
-            await self._churn(seen)
+    async def evaluate(self, batch: list[Observation]) -> None:
+        verified = [seen for seen in batch if isinstance(seen, Verified)]
+        if verified:
+            await self._cards_seen(verified)
+        for seen in batch:
+            if isinstance(seen, Verified):
+                await self._harvest(seen)
+            elif isinstance(seen, PinLocked):
+                await self._pin_guessing(seen)
+            else:
+                await self._churn(seen)
 
-    async def _card(self, seen: Verified) -> None:
-        """velocity and impossible_travel: one Redis round trip on the card's slot."""
+    async def _cards_seen(self, batch: list[Verified]) -> None:
+        """velocity and impossible_travel: one Redis round trip for the whole batch, one script per card's slot."""
         s = self._settings
-        place = (seen.lat, seen.lon) if seen.lat is not None and seen.lon is not None else None
-        count, before = await store.card_step(
-            self._redis,
-            store.card_key(s.prefix, seen.card_id, "velocity"),
-            store.card_key(s.prefix, seen.card_id, "place"),
-            new_id("obs"),
-            seen.at,
-            s.velocity_window_s,
-            place,
-        )
-        # raised once as the window crosses the limit, by whichever worker's step crossed it
-        if count == s.velocity_max + 1:
-            detail = {"verifications": count, "window_s": s.velocity_window_s}
-            await self.raise_event("velocity", seen.card_id, seen.merchant_id, detail)
-        if place is None or before is None:
-            return
-        km = haversine_km(before[0], before[1], place[0], place[1])
-        hours = max(abs(seen.at - before[2]), 1.0) / 3600
-        if km >= s.travel_min_km and km / hours > s.travel_kmh:
-            journey = {"km": round(km, 1), "seconds": round(hours * 3600), "kmh": round(km / hours)}
-            await self.raise_event("impossible_travel", seen.card_id, seen.merchant_id, journey)
+        places = [(v.lat, v.lon) if v.lat is not None and v.lon is not None else None for v in batch]
+        steps = [
+            store.CardStep(
+                store.card_key(s.prefix, seen.card_id, "velocity"),
+                store.card_key(s.prefix, seen.card_id, "place"),
+                new_id("obs"),
+                seen.at,
+                s.velocity_window_s,
+                place,
+            )
+            for seen, place in zip(batch, places, strict=True)
+        ]
+        for seen, place, (count, before) in zip(batch, places, await store.card_steps(self._redis, steps), strict=True):
+            # raised once as the window crosses the limit, by whichever worker's step crossed it
+            if count == s.velocity_max + 1:
+                detail = {"verifications": count, "window_s": s.velocity_window_s}
+                await self.raise_event("velocity", seen.card_id, seen.merchant_id, detail)
+            if place is None or before is None:
+                continue
+            km = haversine_km(before[0], before[1], place[0], place[1])
+            hours = max(abs(seen.at - before[2]), 1.0) / 3600
+            if km >= s.travel_min_km and km / hours > s.travel_kmh:
+                journey = {"km": round(km, 1), "seconds": round(hours * 3600), "kmh": round(km / hours)}
+                await self.raise_event("impossible_travel", seen.card_id, seen.merchant_id, journey)
 
     async def _harvest(self, seen: Verified) -> None:
         if not seen.discloses_identity:

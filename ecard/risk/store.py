@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -114,32 +115,65 @@ async def count_in_window(redis: aioredis.Redis, key: str, member: str, at: floa
     return int(count)
 
 
-async def card_step(
-    redis: aioredis.Redis,
-    velocity_key: str,
-    place_key: str,
-    member: str,
-    at: float,
-    window_s: float,
-    place: tuple[float, float] | None,
-) -> tuple[int, tuple[float, float, float] | None]:
-    """One verification of a card, in one transaction on the card's slot: its count in the velocity window, and
-    (when it was at a registered place) the place before it (lat, lon, at), which this one replaces."""
-    async with redis.pipeline(transaction=True) as pipe:
-        pipe.zadd(velocity_key, {member: at})
-        pipe.zremrangebyscore(velocity_key, "-inf", at - window_s)
-        pipe.zcard(velocity_key)
-        pipe.expire(velocity_key, int(window_s) + 60)
-        if place is not None:
-            pipe.hgetall(place_key)
-            # a journey longer than a day is never impossible at any speed worth a setting
-            pipe.hset(place_key, mapping={"lat": repr(place[0]), "lon": repr(place[1]), "at": repr(at)})
-            pipe.expire(place_key, 86_400)
+# One verification of a card, atomic on the card's slot (both keys carry its hash tag): its count in the velocity
+# window, and (when it was at a registered place) the place before it, which this one replaces.
+# KEYS: velocity window, last place. ARGV: member, at, window start, window ttl, lat, lon ('' for no place).
+_CARD_STEP = """
+redis.call('ZADD', KEYS[1], ARGV[2], ARGV[1])
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', ARGV[3])
+local count = redis.call('ZCARD', KEYS[1])
+redis.call('EXPIRE', KEYS[1], ARGV[4])
+if ARGV[5] == '' then
+  return {count}
+end
+local before = redis.call('HMGET', KEYS[2], 'lat', 'lon', 'at')
+redis.call('HSET', KEYS[2], 'lat', ARGV[5], 'lon', ARGV[6], 'at', ARGV[2])
+redis.call('EXPIRE', KEYS[2], 86400)
+return {count, before}
+"""
+
+
+@dataclass(frozen=True)
+class CardStep:
+    """One accepted verification of a card for the velocity and travel rules."""
+
+    velocity_key: str
+    place_key: str
+    member: str
+    at: float
+    window_s: float
+    place: tuple[float, float] | None
+
+
+async def card_steps(
+    redis: aioredis.Redis, steps: list[CardStep]
+) -> list[tuple[int, tuple[float, float, float] | None]]:
+    """Each step's (count in the window, the place before it as (lat, lon, at)), all in one round trip; each step
+    is one script on its card's slot, so concurrent workers never interleave within a card."""
+    async with redis.pipeline(transaction=False) as pipe:
+        for step in steps:
+            lat, lon = (repr(step.place[0]), repr(step.place[1])) if step.place is not None else ("", "")
+            pipe.eval(
+                _CARD_STEP,
+                2,
+                step.velocity_key,
+                step.place_key,
+                step.member,
+                repr(step.at),
+                repr(step.at - step.window_s),
+                int(step.window_s) + 60,
+                lat,
+                lon,
+            )
         answers = await pipe.execute()
-    before = answers[4] if place is not None else None
-    if not before:
-        return int(answers[2]), None
-    return int(answers[2]), (float(before[b"lat"]), float(before[b"lon"]), float(before[b"at"]))
+    found: list[tuple[int, tuple[float, float, float] | None]] = []
+    for answer in answers:
+        before = answer[1] if len(answer) > 1 else None
+        if not before or before[0] is None:
+            found.append((int(answer[0]), None))
+        else:
+            found.append((int(answer[0]), (float(before[0]), float(before[1]), float(before[2]))))
+    return found
 
 
 async def first_claim(redis: aioredis.Redis, key: str, ttl_s: int) -> bool:
