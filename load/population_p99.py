@@ -3,7 +3,7 @@
     python load/population_p99.py [--sizes 10000,1000000] [--rate 300] [--seconds 20] [--rounds 3]
 
 For each size it writes a population with load/population.py into its own database `<db>_ecard_pop<size>` (plus
-ECARD_LOAD_DB_SUFFIX), under a master key and a pool of device key pairs made up for the run, and starts
+ECARD_LOAD_DB_SUFFIX), under a master key and a pool of device key pairs made up for the run, VACUUMs it, and starts
 `ecard serve` on it with that master key (ECARD_SECRET_KEY), so that the population's own devices can sign.
 Each server gets an operator, a channel and a merchant for wl-030 through the API; `--devices` devices drawn at
 random from the population mint every code the run verifies, before any clock starts. Then, round by round and
