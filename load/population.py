@@ -33,10 +33,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from ecard.cards.models import check_digit, normalise_id_number
 from ecard.clients import ClientDirectory
-from ecard.kit.crypto import Keys, b64u
+from ecard.kit.crypto import Keys
 from ecard.kit.ids import new_id
 from ecard.kit.infra import migrate, recreate_database
-from ecard.kit.jwk import thumbprint
+from ecard.kit.jwk import public_jwk, thumbprint
 
 CHANNEL = "chn_population"
 SURNAMES = "王李张刘陈杨黄赵吴周徐孙马朱胡郭何高林罗"
@@ -69,19 +69,9 @@ def _name(i: int) -> str:
     return SURNAMES[i % len(SURNAMES)] + GIVEN[(i // 20) % len(GIVEN)] + GIVEN[(i // 500) % len(GIVEN)]
 
 
-def _public_jwks() -> list[dict[str, str]]:
-    jwks = []
-    for _ in range(KEY_POOL):
-        numbers = ec.generate_private_key(ec.SECP256R1()).public_key().public_numbers()
-        jwks.append(
-            {
-                "kty": "EC",
-                "crv": "P-256",
-                "x": b64u(numbers.x.to_bytes(32, "big")),
-                "y": b64u(numbers.y.to_bytes(32, "big")),
-            }
-        )
-    return jwks
+def key_pool() -> list[ec.EllipticCurvePrivateKey]:
+    """The distinct P-256 key pairs the population's devices share, round-robin (device i has pool[i % KEY_POOL])."""
+    return [ec.generate_private_key(ec.SECP256R1()) for _ in range(KEY_POOL)]
 
 
 @dataclass
@@ -126,7 +116,7 @@ def make_batch(start: int, stop: int) -> Batch:
         )
         batch.cards.append((card, holder, f"CQP{i:012d}", "cq"))
         key_id = directory.mint_key_id()
-        pick = i % KEY_POOL
+        pick = i % len(jwks)
         batch.keys.append((key_id, "device", device, card, jwks[pick], "ecdsa-p256-sha256", prints[pick], True))
         batch.devices.append((device, card, CHANNEL, key_id, "手机"))
     return batch
@@ -140,7 +130,16 @@ COLUMNS = {
 }
 
 
-async def populate(url: str, total: int, size: int, procs: int) -> dict[str, object]:
+async def populate(
+    url: str,
+    total: int,
+    size: int,
+    procs: int,
+    master: bytes | None = None,
+    pool: list[ec.EllipticCurvePrivateKey] | None = None,
+) -> dict[str, object]:
+    """Writes the population. Without `master` and `pool`, both are made up here and thrown away; a caller that
+    serves the population (load/population_p99.py) passes its own, so that its devices can sign requests."""
     await migrate(url)
     conn = await asyncpg.connect(url)
     try:
@@ -148,7 +147,8 @@ async def populate(url: str, total: int, size: int, procs: int) -> dict[str, obj
             "INSERT INTO channels (channel_id, name) VALUES ($1, 'population') ON CONFLICT DO NOTHING", CHANNEL
         )
         empty = await conn.fetchval("SELECT pg_database_size(current_database())")
-        master, jwks = os.urandom(32), _public_jwks()
+        master = master or os.urandom(32)
+        jwks = [public_jwk(key.public_key()) for key in pool or key_pool()]
         seconds = dict.fromkeys(COLUMNS, 0.0)
         began = time.perf_counter()
         written = 0
