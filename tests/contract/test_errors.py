@@ -99,6 +99,8 @@ class Callers:
             "login_id": "lgn_notalogin",
             "complaint_id": "cmp_notacomplaint",
             "link_id": "fam_notalink",
+            "batch_id": "dsb_notabatch",
+            "event_id": "rsk_notanevent",
             "item_code": "wl-030",
             "issuer": "tb",
             "day": "2026-01-01",

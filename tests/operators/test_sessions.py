@@ -218,7 +218,8 @@ async def test_the_session_lives_in_redis_for_the_session_ttl_and_ends_with_its_
     assert token not in keys[0]
     assert hashlib.sha256(token.encode()).hexdigest() in keys[0]
     ttl = await world.app.state.redis.ttl(keys[0])
-    assert world.app.state.settings.session_ttl_s - 5 <= ttl <= world.app.state.settings.session_ttl_s
+    # a minute's slack: the login and the lookups before this read take their time on a loaded machine
+    assert world.app.state.settings.session_ttl_s - 60 <= ttl <= world.app.state.settings.session_ttl_s
 
     await world.app.state.redis.delete(keys[0])
 

@@ -107,8 +107,8 @@ async def test_two_loops_of_one_name_are_refused() -> None:
 async def test_the_service_runs_every_background_loop_supervised(world: World) -> None:
     await asyncio.sleep(0)  # the loops' first step
     assert world.app.state.background.names == sorted(
-        ["audit_sealer", "callbacks", "issuer_keys", "partner_keys", "partitions"]
-        + (["payment_recovery"] if world.app.state.bank is not None else [])
+        ["audit_check", "audit_sealer", "callbacks", "issuer_keys", "partner_keys", "partitions", "risk_rules"]
+        + (["disbursement_payer", "payment_recovery"] if world.app.state.bank is not None else [])
     )
     for name in world.app.state.background.names:
         assert up(name) == 1.0
