@@ -16,7 +16,7 @@ import asyncpg
 import redis.asyncio as aioredis
 import redis.exceptions
 from asyncpg.pool import PoolConnectionProxy
-from redis.asyncio.cluster import ClusterNode, RedisCluster
+from redis.asyncio.cluster import ClusterNode, ClusterPipeline, RedisCluster
 from redis.asyncio.connection import AbstractConnection
 from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialBackoff
@@ -175,6 +175,37 @@ def create_redis(url: str, max_connections: int = 200, wait_s: float = 1.0) -> a
 CLUSTER_SCHEME = "redis+cluster://"
 
 
+def _topology_changing(exc: AttributeError | RuntimeError) -> redis.exceptions.ClusterDownError:
+    return redis.exceptions.ClusterDownError(f"the cluster's topology is changing ({type(exc).__name__})")
+
+
+class _ClusterPipeline(ClusterPipeline):
+    async def execute(self, raise_on_error: bool = True, allow_redirections: bool = True) -> list[Any]:
+        try:
+            return await super().execute(raise_on_error, allow_redirections)
+        except (AttributeError, RuntimeError) as exc:
+            raise _topology_changing(exc) from exc
+
+
+class _Cluster(RedisCluster):
+    """redis-py's cluster client, with its failures while a failover changes the slot map reported as the cluster
+    being down, which for that moment it is (503 `cache_unavailable`, never a 500): a pipeline's target node looked
+    up as None (AttributeError, redis/redis-py#3835), or a write to a connection the failover closed
+    (RuntimeError from the transport)."""
+
+    async def execute_command(self, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return await super().execute_command(*args, **kwargs)
+        except (AttributeError, RuntimeError) as exc:
+            raise _topology_changing(exc) from exc
+
+    def pipeline(self, transaction: Any | None = None, shard_hint: Any | None = None) -> ClusterPipeline:
+        if shard_hint:
+            raise redis.exceptions.RedisClusterException("shard_hint is deprecated in cluster mode")
+        # redis-py declares `_event_dispatcher` abstract on its typing side and sets it at run time, as for its own
+        return _ClusterPipeline(self, transaction)  # type: ignore[abstract]
+
+
 def _create_cluster(url: str) -> aioredis.Redis:
     """A Redis / Valkey Cluster client for `redis+cluster://[:password@]host:port[,host:port...]`.
 
@@ -192,7 +223,7 @@ def _create_cluster(url: str) -> aioredis.Redis:
         if not host or not port.isdigit():
             raise ValueError("ECARD_REDIS_URL: redis+cluster:// wants host:port[,host:port...]")
         nodes.append(ClusterNode(host, int(port)))
-    cluster = RedisCluster(
+    cluster = _Cluster(
         startup_nodes=nodes,
         password=unquote(password.removeprefix(":")) or None,
         socket_connect_timeout=1,
