@@ -94,7 +94,7 @@ COLLABORATORS = (
     "catalog",
     "merchants",
     "depth",
-    # complaints and the service's published contacts (issue 14, p14b)
+    # complaints and the service's published contacts (issue 14)
     "complaints",
     "service_info",
     # family accounts (issue 15)
@@ -119,7 +119,7 @@ def create_app(settings: Settings, clock: Clock | None = None) -> Litestar:
         if not settings.database_url or not settings.redis_url:
             raise RuntimeError("ECARD_DATABASE_URL and ECARD_REDIS_URL must be set (`ecard serve` sets them)")
         pool = await create_pool(settings.database_url, settings.db_pool_min, settings.db_pool_max)
-        # issue 13, read replica (p13c): reads that tolerate lag go to a streaming replica when one is configured
+        # issue 13, read replica: reads that tolerate lag go to a streaming replica when one is configured
         replica = (
             await create_pool(settings.database_replica_url, settings.db_pool_min, settings.db_pool_max)
             if settings.database_replica_url
@@ -254,7 +254,7 @@ def create_app(settings: Settings, clock: Clock | None = None) -> Litestar:
             numeric=state.numeric_codes,
             replica=replica,
         )
-        # complaints and the service's published contacts (issue 14, p14b)
+        # complaints and the service's published contacts (issue 14)
         state.complaints = Complaints(
             pool,
             redis,
@@ -285,7 +285,7 @@ def create_app(settings: Settings, clock: Clock | None = None) -> Litestar:
         background.start("audit_sealer", state.audit_sealer.run)
         background.start("issuer_keys", ring.keep_fresh)
         background.start("partner_keys", federation.keep_fresh)
-        # issue 13, partitions (p13c): months of the append-only tables made ahead of time
+        # issue 13, partitions: months of the append-only tables made ahead of time
         state.partitions = Partitions(pool, clock, settings.partitions_ahead_months)
         background.start("partitions", state.partitions.run)
         # risk monitoring (issue 14): the rules, and the periodic audit check
@@ -410,7 +410,7 @@ def create_app(settings: Settings, clock: Clock | None = None) -> Litestar:
         PortalAdminController,
         BillController,
         StatementController,
-        # complaints (issue 14, p14b)
+        # complaints (issue 14)
         ComplaintController,
         CardComplaintController,
         ComplaintAdminController,

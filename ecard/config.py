@@ -89,7 +89,7 @@ class Settings:
     callback_allow_loopback: bool = False
     # how long a channel's PIN reset grant (POST /v1/devices/{id}/pin-reset) stays usable
     pin_reset_ttl_s: int = 300
-    # complaints (issue 14, p14b): days an operator has to answer one; filings allowed per window from one source
+    # complaints (issue 14): days an operator has to answer one; filings allowed per window from one source
     # address (unsigned) and from one card (device-signed); the complaint phone and URL GET /v1/service-info
     # publishes (the URL defaults to the online channel itself, public_url + /v1/complaints)
     complaint_due_days: int = 15
