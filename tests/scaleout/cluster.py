@@ -6,7 +6,9 @@ A master can be killed (SIGKILL, as in a crash): its replica is promoted after `
 from __future__ import annotations
 
 import contextlib
+import random
 import shutil
+import socket
 import subprocess
 import time
 from collections.abc import Iterator
@@ -15,8 +17,6 @@ from pathlib import Path
 
 import pytest
 import redis
-
-from tests.live import free_port
 
 NODES = 6
 NODE_TIMEOUT_MS = 1000
@@ -53,12 +53,25 @@ class Node:
         return self.process is not None and self.process.poll() is None
 
 
+def _quiet_port() -> int:
+    """A free port below the kernel's ephemeral range: a port picked there (as `free_port` does) can be taken by any
+    outgoing connection before redis-server binds it, and a cluster node binds two (its port and its bus)."""
+    while True:
+        port = random.randrange(20_000, 32_000)
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+            try:
+                sock.bind((HOST, port))
+            except OSError:
+                continue
+        return port
+
+
 class RedisClusterProcesses:
     """Six `redis-server` processes in cluster mode, made into one cluster with a replica for each master."""
 
     def __init__(self, folder: Path) -> None:
         self.folder = folder
-        self.nodes = [Node(free_port(), free_port(), folder / f"node-{n}") for n in range(NODES)]
+        self.nodes = [Node(_quiet_port(), _quiet_port(), folder / f"node-{n}") for n in range(NODES)]
 
     @property
     def url(self) -> str:
