@@ -122,7 +122,8 @@ async def verify(
         venue = Venue(merchant_id, merchant.name, merchant.region, terminal_id, place, registered_place=registered)
         return await _linked(principal, code, item, venue, now, deps)
     if deps.numeric is not None and is_numeric_form(code):
-        return await _numeric(principal, code, item_code, Venue(merchant_id, "", "", terminal_id, place), now, deps)
+        venue = Venue(merchant_id, "", "", terminal_id, place, registered_place=registered)
+        return await _numeric(principal, code, item_code, venue, now, deps)
     token = decode(code)
     if token.issuer != deps.issuer:
         if deps.forwarder is None:
