@@ -20,7 +20,7 @@ from ecard.config import Settings
 from ecard.kit import cache
 from tests.live import LiveEcard, LiveWorld
 from tests.scaleout.cluster import RedisClusterProcesses, running_cluster
-from tests.scaleout.test_many_servers import sharing
+from tests.scaleout.servers import running_servers
 from tests.support import Actor, World, problem
 
 SERVERS = 2
@@ -41,17 +41,11 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisClusterPr
 def servers(
     service_urls: tuple[str, str], cluster: RedisClusterProcesses, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[list[LiveEcard]]:
-    folder = tmp_path_factory.mktemp("failover-servers")
     database_url, _ = service_urls
-    first = asyncio.run(LiveEcard.create("cq", (database_url, cluster.url), folder / "0", name="failover"))
-    started = [first, *(sharing(first, folder / str(n)) for n in range(1, SERVERS))]
-    try:
-        for server in started:
-            server.start()
+    with running_servers(
+        database_url, cluster.url, tmp_path_factory.mktemp("failover-servers"), "failover", SERVERS
+    ) as started:
         yield started
-    finally:
-        for server in started:
-            server.stop()
 
 
 @pytest.fixture

@@ -9,7 +9,6 @@ import asyncio
 import contextlib
 from collections import Counter
 from collections.abc import AsyncIterator, Iterator
-from pathlib import Path
 
 import asyncpg
 import httpx
@@ -18,35 +17,22 @@ import pytest
 from ecard.operators.models import LoginPolicy
 from tests.live import LiveEcard, LiveWorld
 from tests.scaleout.cluster import RedisClusterProcesses
+from tests.scaleout.servers import running_servers
 from tests.support import problem, totp_now
 
 SERVERS = 3
 RACE = 300
 
 
-def sharing(first: LiveEcard, folder: Path) -> LiveEcard:
-    """Another process of `first`'s installation: the same database, cache, key prefix and master key."""
-    other = LiveEcard(first.issuer, first.env["ECARD_DATABASE_URL"], first.env["ECARD_REDIS_URL"], folder)
-    for name in ("ECARD_REDIS_PREFIX", "ECARD_SECRET_KEY"):
-        other.env[name] = first.env[name]
-    return other
-
-
 @pytest.fixture(scope="module")
 def servers(
     service_urls: tuple[str, str], redis_cluster: RedisClusterProcesses, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[list[LiveEcard]]:
-    folder = tmp_path_factory.mktemp("servers")
     database_url, _ = service_urls
-    first = asyncio.run(LiveEcard.create("cq", (database_url, redis_cluster.url), folder / "0", name="scaleout"))
-    started = [first, *(sharing(first, folder / str(n)) for n in range(1, SERVERS))]
-    try:
-        for server in started:
-            server.start()
+    with running_servers(
+        database_url, redis_cluster.url, tmp_path_factory.mktemp("servers"), "scaleout", SERVERS
+    ) as started:
         yield started
-    finally:
-        for server in started:
-            server.stop()
 
 
 @pytest.fixture
