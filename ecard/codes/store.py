@@ -103,19 +103,19 @@ async def claim_nonce_and_read_flags(
 
     On a cluster they lie in two slots (the client key's and the flags' shard): a node that fails leaves the
     nonce given back, as if the request never came."""
+    parts: list[cache.Part] = []
+    if nonce is not None:
+        parts.append(lambda pipe: cache.queue_claim(pipe, nonce.key, token, ex=nonce.ttl_s))
+    if flags:
+        parts.append(lambda pipe: pipe.exists(*flags))
     try:
-        async with redis.pipeline(transaction=False) as pipe:
-            if nonce is not None:
-                cache.queue_claim(pipe, nonce.key, token, ex=nonce.ttl_s)
-            if flags:
-                pipe.exists(*flags)
-            answers = await pipe.execute()
+        answers = await cache.execute_settled(redis, parts)
     except aioredis.RedisError:
         if nonce is not None:
             await cache.release(redis, [nonce.key], token)
         raise
-    fresh = cache.won(answers[0], token) if nonce is not None else True
-    return fresh, bool(flags) and answers[-1] > 0
+    fresh = cache.won(answers[0][0], token) if nonce is not None else True
+    return fresh, bool(flags) and answers[-1][0] > 0
 
 
 # --- numeric codes: each device's sealed TOTP secret, the live codes' records, wrong-guess counters ----------

@@ -15,8 +15,11 @@ import asyncio
 import contextlib
 import secrets
 import time
+from collections.abc import Callable, Sequence
+from typing import Any
 
 import redis.asyncio as aioredis
+from redis.asyncio.cluster import RedisCluster
 
 SHARDS = 64
 RELEASE_FOR_S = 60.0
@@ -61,6 +64,43 @@ def queue_claim(
 async def claim(redis: aioredis.Redis, key: str, token: bytes, ex: int | None = None) -> bool:
     """True when the key was free (or held this token already): it is now this request's for `ex` seconds."""
     return won(await redis.set(key, token, nx=True, get=True, ex=ex), token)
+
+
+# queues one slot's commands onto a pipeline
+Part = Callable[[aioredis.client.Pipeline], object]
+
+
+async def execute_settled(redis: aioredis.Redis, parts: Sequence[Part]) -> list[list[Any]]:
+    """The answers of each part's commands, each part's keys in one slot.
+
+    On one Redis this is one pipeline, one round trip. On a cluster each part is a pipeline of its own to its
+    slot's master, and a failure is raised only once every part has settled: a claim that one master made while
+    another failed is then in place for the caller to give back. (redis-py's cluster pipeline raises the first
+    node's failure while the other nodes' writes are still in flight, so a claim could land after its release.)"""
+    if isinstance(redis, RedisCluster):
+        settled = await asyncio.gather(*(_execute_part(redis, part) for part in parts), return_exceptions=True)
+        for outcome in settled:
+            if isinstance(outcome, BaseException):
+                raise outcome
+        return [outcome for outcome in settled if not isinstance(outcome, BaseException)]
+    async with redis.pipeline(transaction=False) as pipe:
+        sizes = []
+        for part in parts:
+            before = len(pipe)
+            part(pipe)
+            sizes.append(len(pipe) - before)
+        answers = await pipe.execute()
+    split, start = [], 0
+    for size in sizes:
+        split.append(answers[start : start + size])
+        start += size
+    return split
+
+
+async def _execute_part(redis: aioredis.Redis, part: Part) -> list[Any]:
+    async with redis.pipeline(transaction=False) as pipe:
+        part(pipe)
+        return await pipe.execute()
 
 
 async def release(redis: aioredis.Redis, keys: list[str], token: bytes) -> None:

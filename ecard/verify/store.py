@@ -226,16 +226,12 @@ async def claim_with_nonce(
     """(nonce fresh, code fresh): the request's deferred nonce and a numeric code's single-use claim, one trip.
 
     As in `claim`, a node that fails mid-way leaves the other's claim given back."""
-    try:
-        async with redis.pipeline(transaction=False) as pipe:
-            if nonce is not None:
-                cache.queue_claim(pipe, nonce.key, token, ex=nonce.ttl_s)
-            cache.queue_claim(pipe, cti_key, token, pxat=expires_at_ms)
-            answers = await pipe.execute()
-    except aioredis.RedisError:
-        await cache.release(redis, [*([nonce.key] if nonce is not None else []), cti_key], token)
-        raise
-    return (cache.won(answers[0], token) if nonce is not None else True), cache.won(answers[-1], token)
+
+    def code(pipe: aioredis.client.Pipeline) -> None:
+        cache.queue_claim(pipe, cti_key, token, pxat=expires_at_ms)
+
+    nonce_fresh, (code_fresh,) = await _with_nonce(redis, nonce, code, cti_key, token)
+    return nonce_fresh, cache.won(code_fresh, token)
 
 
 async def claim(
@@ -251,18 +247,29 @@ async def claim(
 
     On a cluster the nonce lives in its client key's slot and the flag and the claim in the code's slot
     (docs/redis-keys.md): a node that fails leaves the other's claims given back, as if the request never came."""
+
+    def code(pipe: aioredis.client.Pipeline) -> None:
+        pipe.exists(revoked_flag)
+        cache.queue_claim(pipe, cti_key, token, pxat=expires_at_ms)
+
+    nonce_fresh, (revoked, code_fresh) = await _with_nonce(redis, nonce, code, cti_key, token)
+    return nonce_fresh, bool(revoked), cache.won(code_fresh, token)
+
+
+async def _with_nonce(
+    redis: aioredis.Redis, nonce: NonceClaim | None, code: cache.Part, cti_key: str, token: bytes
+) -> tuple[bool, list[Any]]:
+    """(nonce fresh, the code part's answers): the deferred nonce's claim beside the code's part, one round trip
+    on one Redis. When a node fails, both claims are given back once both have settled."""
+    parts: list[cache.Part] = [code]
+    if nonce is not None:
+        parts.insert(0, lambda pipe: cache.queue_claim(pipe, nonce.key, token, ex=nonce.ttl_s))
     try:
-        async with redis.pipeline(transaction=False) as pipe:
-            if nonce is not None:
-                cache.queue_claim(pipe, nonce.key, token, ex=nonce.ttl_s)
-            pipe.exists(revoked_flag)
-            cache.queue_claim(pipe, cti_key, token, pxat=expires_at_ms)
-            answers = await pipe.execute()
+        answers = await cache.execute_settled(redis, parts)
     except aioredis.RedisError:
         await cache.release(redis, [*([nonce.key] if nonce is not None else []), cti_key], token)
         raise
-    nonce_fresh = cache.won(answers[0], token) if nonce is not None else True
-    return nonce_fresh, bool(answers[-2]), cache.won(answers[-1], token)
+    return (cache.won(answers[0][0], token) if nonce is not None else True), answers[-1]
 
 
 async def release(redis: aioredis.Redis, cti_key: str, token: bytes) -> None:
