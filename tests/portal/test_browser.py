@@ -16,16 +16,14 @@ import httpx
 import pytest
 import zxingcpp
 from PIL import Image
-from playwright.async_api import Browser, ConsoleMessage, Page, async_playwright
+from playwright.async_api import Browser, ConsoleMessage, Page
 
+from tests.browser import browser, needs_chromium, screenshot, serious_violations
 from tests.live import LiveEcard, LiveWorld
 from tests.portal.oidc import PortalClient
 
-CHROMIUM = Path("/usr/bin/chromium")
-
-pytestmark = pytest.mark.skipif(
-    not CHROMIUM.exists(), reason="Debian's chromium is not installed (apt-get install -y chromium)"
-)
+pytestmark = needs_chromium
+__all__ = ["browser"]  # the fixture, used by name
 
 
 class Callbacks(BaseHTTPRequestHandler):
@@ -73,17 +71,6 @@ async def live(service_urls: tuple[str, str], tmp_path: Path) -> AsyncIterator[L
         await asyncio.to_thread(server.stop)
 
 
-@pytest.fixture
-async def browser() -> AsyncIterator[Browser]:
-    async with async_playwright() as playwright:
-        # root in a container has no user namespaces for Chromium's sandbox
-        launched = await playwright.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=["--no-sandbox"])
-        try:
-            yield launched
-        finally:
-            await launched.close()
-
-
 async def qr_link(page: Page) -> str:
     """What the page's QR says, read back from the image the browser shows."""
     source = await page.get_attribute("#qr", "src")
@@ -119,6 +106,8 @@ async def test_the_qr_page_follows_the_phones_approval_back_to_the_portal(
             assert answer is not None
             assert answer.ok
             assert "script-src 'nonce-" in (await answer.all_headers())["content-security-policy"]
+            assert await serious_violations(page) == []
+            await screenshot(page, "portal-waiting-page")
             number = int(await page.inner_text("#number"))
             link = await qr_link(page)
             assert link.startswith("ecard://login?login_id=")
@@ -156,6 +145,8 @@ async def test_a_wrong_number_sends_the_page_back_with_access_denied(
             pushed = await portal.push(prompt="login", display="page")
             page = await browser.new_page()
             await page.goto(portal.authorize_url(pushed))
+            assert await serious_violations(page) == []
+            await screenshot(page, "portal-waiting-page")
             number = int(await page.inner_text("#number"))
             login_id = dict(parse_qsl(urlsplit(await qr_link(page)).query))["login_id"]
             wrong = 10 + (number - 10 + 1) % 90
