@@ -41,8 +41,10 @@ class WheelServe(ServerProcess):
 
 
 def _run(*argv: str | Path, cwd: Path, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    # a PYTHONPATH naming the source tree (a run without the editable install) would import it instead of the wheel
+    clean = {name: value for name, value in (os.environ if env is None else env).items() if name != "PYTHONPATH"}
     done = subprocess.run(
-        [str(a) for a in argv], cwd=cwd, env=env, capture_output=True, text=True, timeout=300, check=False
+        [str(a) for a in argv], cwd=cwd, env=clean, capture_output=True, text=True, timeout=300, check=False
     )
     assert done.returncode == 0, f"{argv}:\n{done.stdout[-2000:]}\n{done.stderr[-3000:]}"
     return done
