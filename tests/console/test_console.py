@@ -4,11 +4,14 @@ logout, CSRF, cardholder search with audited reveals, card status, two-person ap
 
 from __future__ import annotations
 
+import random
+
 import asyncpg
 import httpx
 from playwright.async_api import Browser, expect
 
 from tests.browser import needs_chromium
+from tests.console.conftest import DUAL_FEN
 from tests.console.desk import Desk
 from tests.live import LiveEcard
 
@@ -147,4 +150,131 @@ async def test_a_post_without_the_right_csrf_field_is_refused_and_changes_nothin
         # the login form has its own token too
         login = await http.post("/console/login", data={"username": "x", "password": "y", "totp": "1"})
         assert login.status_code == 403
+        await desk.close()
+
+
+async def tab_to(desk: Desk, element_id: str) -> None:
+    """Press Tab until the element has the focus, as a keyboard user moves through the page."""
+    for _ in range(60):
+        await desk.page.keyboard.press("Tab")
+        if await desk.page.evaluate("document.activeElement && document.activeElement.id") == element_id:
+            return
+    raise AssertionError(f"#{element_id} never took the focus")
+
+
+async def test_a_batch_above_the_threshold_needs_two_different_operators_approving_by_keyboard(
+    live: LiveEcard, browser: Browser
+) -> None:
+    async with httpx.AsyncClient(base_url=live.base, timeout=30) as http:
+        world = live.world(http)
+        office = await world.merchant([ALLOWANCE], name="武隆区民政局")
+        people = [await world.cardholder(name) for name in ("李四", "王五")]
+        rows = [
+            {
+                "out_row_no": f"R{n}",
+                "id_number": person["id_number"],
+                "name": person["name"],
+                "amount_fen": DUAL_FEN,
+                "memo": "2026年11月低保金",
+            }
+            for n, person in enumerate(people)
+        ]
+        made = await world.signed(
+            office,
+            "POST",
+            "/v1/disbursements",
+            {
+                "out_batch_no": f"B{random.randint(0, 10**9)}",
+                "item_code": ALLOWANCE,
+                "description": "2026年11月城乡低保",
+                "notify_url": "https://mz.wulong.gov.cn/ecard/notify",
+                "rows": rows,
+            },
+        )
+        assert made.status_code in {200, 201}, made.text
+        batch_id = made.json()["batch_id"]
+
+        first = await Desk.open(world, browser)
+        await first.log_in()
+        await first.page.goto("/console/disbursements?status=awaiting_approval")
+        await first.check("batches")
+        await first.page.goto(f"/console/disbursements/{batch_id}")
+        await expect(first.page.locator("#dual")).to_be_visible()
+        await expect(first.page.locator("#approvals")).to_have_text("0/2")
+        await first.check("batch")
+        # keyboard only: Tab to the note, type it, Tab to the button, Enter
+        await tab_to(first, "approve-reason")
+        await first.page.keyboard.type("核对无误")
+        await tab_to(first, "approve")
+        await first.page.keyboard.press("Enter")
+        await expect(first.page.locator("[role=status]")).to_contain_text("已记录您的批准")
+        await expect(first.page.locator("#approvals")).to_have_text("1/2")
+        await expect(first.page.locator("#approvers")).to_contain_text("您 you")
+        await first.check("batch-approved-once")
+        # the same operator again is refused, and says why
+        await tab_to(first, "approve")
+        await first.page.keyboard.press("Enter")
+        await expect(first.page.locator("#refusal-code")).to_have_text("approval_duplicate")
+        await expect(first.page.locator("[role=alert]")).to_contain_text("另一位操作员")
+        await first.check("batch-approval-duplicate")
+        viewed = await world.admin("GET", f"/v1/disbursements/{batch_id}")
+        assert viewed.json()["status"] == "awaiting_approval"
+        assert viewed.json()["approvals"] == {"needed": 2, "given": 1}
+
+        second = await Desk.open(world, browser)
+        await second.log_in()
+        await second.page.goto(f"/console/disbursements/{batch_id}")
+        await second.page.click("#approve")
+        await expect(second.page.locator("#approvals")).to_have_text("2/2")
+        viewed = await world.admin("GET", f"/v1/disbursements/{batch_id}")
+        assert viewed.json()["status"] != "awaiting_approval"
+        assert viewed.json()["approvals"] == {"needed": 2, "given": 2}
+        await first.close()
+        await second.close()
+
+
+async def test_risk_events_complaints_and_the_depth_chart(live: LiveEcard, browser: Browser) -> None:
+    async with httpx.AsyncClient(base_url=live.base, timeout=30) as http:
+        world = live.world(http)
+        library = await world.merchant(["wl-030"])
+        phone = await world.device()
+        code = await world.code(phone)
+        assert (await world.verify(library, code)).status_code == 200
+        assert (await world.verify(library, code)).status_code == 409
+        filed = await http.post(
+            "/v1/complaints", json={"category": "service", "text": "窗口工作人员态度不好", "contact": "13800000000"}
+        )
+        assert filed.status_code == 201, filed.text
+        complaint_id = filed.json()["complaint_id"]
+
+        desk = await Desk.open(world, browser)
+        await desk.log_in()
+        await desk.page.goto("/console/risk")
+        row = desk.page.locator("#events tr", has_text=phone.ids["card_id"])
+        await expect(row).to_have_count(1)
+        await desk.check("risk")
+        await row.locator("select[name=outcome]").select_option("confirmed")
+        await row.locator("input[name=note]").fill("同一动态码被重复出示")
+        await row.locator("button").click()
+        await expect(desk.page.locator("[role=status]")).to_contain_text("风险事件已处理")
+        events = await world.admin("GET", f"/v1/admin/risk/events?card_id={phone.ids['card_id']}")
+        assert {event["outcome"] for event in events.json()["items"]} == {"confirmed"}
+
+        await desk.page.goto("/console/complaints")
+        await desk.check("complaints")
+        await desk.page.click(f"a:has-text('{complaint_id}')")
+        await expect(desk.page.locator("#complaint-text")).to_have_text("窗口工作人员态度不好")
+        await desk.check("complaint")
+        await desk.page.fill("#reply-text", "已核实并对工作人员进行了批评教育。")
+        await desk.page.select_option("#reply-status", "resolved")
+        await desk.page.click("#send-reply")
+        await expect(desk.page.locator("#complaint-status")).to_have_text("resolved")
+        case = await world.admin("GET", f"/v1/admin/complaints/{complaint_id}")
+        assert case.json()["status"] == "resolved"
+        assert [reply["text"] for reply in case.json()["replies"]] == ["已核实并对工作人员进行了批评教育。"]
+
+        await desk.page.goto("/console/depth")
+        await expect(desk.page.locator("svg#depth-functions g.bar")).to_have_count(3)
+        await expect(desk.page.locator("svg#depth-functions title").first).to_contain_text("应用深度")
+        await desk.check("depth")
         await desk.close()
