@@ -17,6 +17,7 @@ from litestar.response import Redirect
 from litestar.types import ExceptionHandlersMap
 
 from ecard.cards import Cards, StatusChange, mask_name
+from ecard.catalog import Catalog, ItemFields
 from ecard.complaints import Complaints, NewReply
 from ecard.console.service import Console, bar_chart, mask_id_number
 from ecard.depth import Depth
@@ -47,7 +48,11 @@ NOTICES = {
     "rejected": "批次已驳回。The batch was rejected.",
     "resolved": "风险事件已处理。The risk event was resolved.",
     "replied": "答复已发送。The reply was sent.",
+    "saved": "事项已保存为新版本。The item was saved as a new version.",
 }
+# how many catalog versions the item page looks through for the item's own history
+VERSIONS_SHOWN = 200
+_LISTS = ("functions", "card_modes", "regions", "discloses")
 # refusals worth a sentence of their own on a page
 EXPLAINED = {
     "approval_duplicate": "您已批准过此批次：第二次批准须由另一位操作员作出。"
@@ -398,3 +403,39 @@ class ConsoleController(Controller):
             functions=bar_chart("depth-functions", "各功能平均应用深度与年度目标", by_function, 3),
             districts=bar_chart("depth-districts", "各区县受理电子社保卡的场景占比", by_district, 100, "%"),
         )
+
+    # --- the catalog (GET /v1/catalog/items/{code}, GET /v1/catalog/versions, PUT /v1/admin/catalog/items/{code}) ---
+
+    @get("/catalog")
+    async def catalog(self, desk: NamedDependency[Desk], catalog: NamedDependency[Catalog]) -> Response[str]:
+        return page("catalog.html", desk, items=sorted(await catalog.items(), key=lambda item: item.item_code))
+
+    @get("/catalog/{item_code:str}")
+    async def item(
+        self,
+        desk: NamedDependency[Desk],
+        catalog: NamedDependency[Catalog],
+        item_code: str,
+        done: str | None = None,
+    ) -> Response[str]:
+        version, item = await catalog.lookup(item_code)
+        history = [
+            (entry, change)
+            for entry in await catalog.versions(None, VERSIONS_SHOWN)
+            for change in entry.changes
+            if change.item_code == item_code
+        ]
+        return page("item.html", desk, notice=NOTICES.get(done or ""), item=item, version=version, history=history)
+
+    @post("/catalog/{item_code:str}", status_code=303)
+    async def save_item(
+        self, desk: NamedDependency[Desk], catalog: NamedDependency[Catalog], item_code: str
+    ) -> Redirect:
+        form = desk.form
+        fields: dict[str, object] = {
+            name: form.get(name, "") for name in ("name", "domain", "lead_department", "effective_from", "description")
+        }
+        fields.update({name: [v.strip() for v in form.get(name, "").split(",") if v.strip()] for name in _LISTS})
+        fields["effective_to"] = form.get("effective_to") or None
+        await catalog.put(desk.operator, item_code, _parsed(ItemFields, fields))
+        return _see(f"/console/catalog/{quote(item_code, safe='')}", "saved")

@@ -278,3 +278,23 @@ async def test_risk_events_complaints_and_the_depth_chart(live: LiveEcard, brows
         await expect(desk.page.locator("svg#depth-functions title").first).to_contain_text("应用深度")
         await desk.check("depth")
         await desk.close()
+
+
+async def test_an_operator_edits_a_catalog_item_and_sees_the_new_version(live: LiveEcard, browser: Browser) -> None:
+    async with httpx.AsyncClient(base_url=live.base, timeout=30) as http:
+        world = live.world(http)
+        desk = await Desk.open(world, browser)
+        await desk.log_in()
+        await desk.page.click("text=事项清单 Catalog")
+        await desk.check("catalog")
+        await desk.page.click("a:has-text('wl-030')")
+        before = int(await desk.page.inner_text("#catalog-version"))
+        await desk.check("catalog-item")
+        await desk.page.fill("#description", "武隆区图书馆持电子社保卡借阅")
+        await desk.page.click("#save-item")
+        await expect(desk.page.locator("[role=status]")).to_contain_text("新版本")
+        await expect(desk.page.locator("#catalog-version")).to_have_text(str(before + 1))
+        await expect(desk.page.locator("#history tr", has_text="武隆区图书馆持电子社保卡借阅")).to_have_count(1)
+        item = await http.get("/v1/catalog/items/wl-030")
+        assert item.json()["description"] == "武隆区图书馆持电子社保卡借阅"
+        await desk.close()
