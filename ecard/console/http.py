@@ -24,6 +24,7 @@ from ecard.depth import Depth
 from ecard.disbursements import Decision, Disbursements
 from ecard.kit.pages import Pages
 from ecard.kit.refusal import Refusal
+from ecard.merchants import ClientStatus, Merchants
 from ecard.operators import Operators
 from ecard.risk import Resolution, RiskEvents
 
@@ -49,6 +50,8 @@ NOTICES = {
     "resolved": "风险事件已处理。The risk event was resolved.",
     "replied": "答复已发送。The reply was sent.",
     "saved": "事项已保存为新版本。The item was saved as a new version.",
+    "merchant": "商户状态已更改。The merchant's status was changed.",
+    "terminal": "终端状态已更改。The terminal's status was changed.",
 }
 # how many catalog versions the item page looks through for the item's own history
 VERSIONS_SHOWN = 200
@@ -439,3 +442,39 @@ class ConsoleController(Controller):
         fields["effective_to"] = form.get("effective_to") or None
         await catalog.put(desk.operator, item_code, _parsed(ItemFields, fields))
         return _see(f"/console/catalog/{quote(item_code, safe='')}", "saved")
+
+    # --- merchants and terminals (GET /v1/admin/merchants/{id}, POST .../status, POST .../terminals/{t}/status) ---
+
+    @get("/merchants")
+    async def merchants(self, desk: NamedDependency[Desk], merchants: NamedDependency[Merchants]) -> Response[str]:
+        return page("merchants.html", desk, merchants=await merchants.listed())
+
+    @get("/merchants/{merchant_id:str}")
+    async def merchant(
+        self,
+        desk: NamedDependency[Desk],
+        merchants: NamedDependency[Merchants],
+        merchant_id: str,
+        done: str | None = None,
+    ) -> Response[str]:
+        merchant = await merchants.get(merchant_id)
+        if merchant is None:
+            raise Refusal("not_found", "no merchant has this id")
+        terminals = await merchants.terminals(merchant_id)
+        return page("merchant.html", desk, notice=NOTICES.get(done or ""), merchant=merchant, terminals=terminals)
+
+    @post("/merchants/{merchant_id:str}/status", status_code=303)
+    async def merchant_status(
+        self, desk: NamedDependency[Desk], merchants: NamedDependency[Merchants], merchant_id: str
+    ) -> Redirect:
+        change = _parsed(ClientStatus, {"status": desk.form.get("status", "")})
+        await merchants.set_status(desk.operator, merchant_id, change.status)
+        return _see(f"/console/merchants/{quote(merchant_id, safe='')}", "merchant")
+
+    @post("/merchants/{merchant_id:str}/terminals/{terminal_id:str}/status", status_code=303)
+    async def terminal_status(
+        self, desk: NamedDependency[Desk], merchants: NamedDependency[Merchants], merchant_id: str, terminal_id: str
+    ) -> Redirect:
+        change = _parsed(ClientStatus, {"status": desk.form.get("status", "")})
+        await merchants.set_terminal_status(desk.operator, merchant_id, terminal_id, change.status)
+        return _see(f"/console/merchants/{quote(merchant_id, safe='')}", "terminal")

@@ -298,3 +298,25 @@ async def test_an_operator_edits_a_catalog_item_and_sees_the_new_version(live: L
         item = await http.get("/v1/catalog/items/wl-030")
         assert item.json()["description"] == "武隆区图书馆持电子社保卡借阅"
         await desk.close()
+
+
+async def test_an_operator_disables_a_terminal_and_its_key_stops_working(live: LiveEcard, browser: Browser) -> None:
+    async with httpx.AsyncClient(base_url=live.base, timeout=30) as http:
+        world = live.world(http)
+        library = await world.merchant(["wl-030"], name="武隆区图书馆")
+        desk_terminal = await world.terminal(library, "T-01")
+        phone = await world.device()
+        desk = await Desk.open(world, browser)
+        await desk.log_in()
+        await desk.page.click("text=商户 Merchants")
+        await desk.check("merchants")
+        await desk.page.click(f"a[href='/console/merchants/{library.ids['merchant_id']}']")
+        await expect(desk.page.locator("#merchant-items")).to_have_text("wl-030")
+        await desk.check("merchant")
+        await desk.page.click("#terminals button:has-text('T-01')")
+        await expect(desk.page.locator("[role=status]")).to_contain_text("终端状态已更改")
+        await expect(desk.page.locator("#terminals tr", has_text="T-01")).to_contain_text("disabled")
+        refused = await world.verify(desk_terminal, await world.code(phone))
+        assert refused.status_code == 403
+        assert refused.json()["code"] == "client_disabled"
+        await desk.close()
