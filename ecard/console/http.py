@@ -13,6 +13,7 @@ from urllib.parse import quote
 import msgspec
 from litestar import Controller, MediaType, Request, Response, get, post
 from litestar.di import NamedDependency, Provide
+from litestar.params import FromPath, FromQuery
 from litestar.response import Redirect
 from litestar.types import ExceptionHandlersMap
 
@@ -266,7 +267,11 @@ class ConsoleController(Controller):
 
     @get("/cards/{card_id:str}")
     async def card(
-        self, desk: NamedDependency[Desk], cards: NamedDependency[Cards], card_id: str, done: str | None = None
+        self,
+        desk: NamedDependency[Desk],
+        cards: NamedDependency[Cards],
+        card_id: FromPath[str],
+        done: FromQuery[str | None] = None,
     ) -> Response[str]:
         return await self._card(desk, cards, card_id, done, reveal=None)
 
@@ -276,12 +281,14 @@ class ConsoleController(Controller):
         desk: NamedDependency[Desk],
         cards: NamedDependency[Cards],
         console: NamedDependency[Console],
-        card_id: str,
+        card_id: FromPath[str],
     ) -> Response[str]:
         return await self._card(desk, cards, card_id, None, reveal=console)
 
     @post("/cards/{card_id:str}/status", status_code=303)
-    async def set_status(self, desk: NamedDependency[Desk], cards: NamedDependency[Cards], card_id: str) -> Redirect:
+    async def set_status(
+        self, desk: NamedDependency[Desk], cards: NamedDependency[Cards], card_id: FromPath[str]
+    ) -> Redirect:
         change = _parsed(StatusChange, {"status": desk.form.get("status", ""), "reason": desk.form.get("reason", "")})
         await cards.set_status(desk.operator, card_id, change.status, change.reason)
         return _see(f"/console/cards/{quote(card_id, safe='')}", "status")
@@ -290,7 +297,10 @@ class ConsoleController(Controller):
 
     @get("/disbursements")
     async def batches(
-        self, desk: NamedDependency[Desk], disbursements: NamedDependency[Disbursements], status: str | None = None
+        self,
+        desk: NamedDependency[Desk],
+        disbursements: NamedDependency[Disbursements],
+        status: FromQuery[str | None] = None,
     ) -> Response[str]:
         listed = await disbursements.listed(status or None)
         return page("batches.html", desk, batches=listed, status=status or "")
@@ -300,8 +310,8 @@ class ConsoleController(Controller):
         self,
         desk: NamedDependency[Desk],
         disbursements: NamedDependency[Disbursements],
-        batch_id: str,
-        done: str | None = None,
+        batch_id: FromPath[str],
+        done: FromQuery[str | None] = None,
     ) -> Response[str]:
         batch = await disbursements.get(None, batch_id)
         approvers = await disbursements.approvers(batch_id)
@@ -309,7 +319,7 @@ class ConsoleController(Controller):
 
     @post("/disbursements/{batch_id:str}/approve", status_code=303)
     async def approve(
-        self, desk: NamedDependency[Desk], disbursements: NamedDependency[Disbursements], batch_id: str
+        self, desk: NamedDependency[Desk], disbursements: NamedDependency[Disbursements], batch_id: FromPath[str]
     ) -> Redirect:
         decision = _parsed(Decision, {"reason": desk.form.get("reason", "")})
         await disbursements.approve(desk.operator, batch_id, decision.reason)
@@ -317,7 +327,7 @@ class ConsoleController(Controller):
 
     @post("/disbursements/{batch_id:str}/reject", status_code=303)
     async def reject(
-        self, desk: NamedDependency[Desk], disbursements: NamedDependency[Disbursements], batch_id: str
+        self, desk: NamedDependency[Desk], disbursements: NamedDependency[Disbursements], batch_id: FromPath[str]
     ) -> Redirect:
         decision = _parsed(Decision, {"reason": desk.form.get("reason", "")})
         await disbursements.reject(desk.operator, batch_id, decision.reason)
@@ -330,16 +340,18 @@ class ConsoleController(Controller):
         self,
         desk: NamedDependency[Desk],
         risk: NamedDependency[RiskEvents],
-        kind: str | None = None,
-        status: str | None = None,
-        done: str | None = None,
+        kind: FromQuery[str | None] = None,
+        status: FromQuery[str | None] = None,
+        done: FromQuery[str | None] = None,
     ) -> Response[str]:
         shown = "open" if status is None else status
         listed = await risk.events(kind or None, None, shown or None)
         return page("risk.html", desk, notice=NOTICES.get(done or ""), events=listed, kind=kind or "", status=shown)
 
     @post("/risk/{event_id:str}/resolve", status_code=303)
-    async def resolve(self, desk: NamedDependency[Desk], risk: NamedDependency[RiskEvents], event_id: str) -> Redirect:
+    async def resolve(
+        self, desk: NamedDependency[Desk], risk: NamedDependency[RiskEvents], event_id: FromPath[str]
+    ) -> Redirect:
         verdict = _parsed(Resolution, {"outcome": desk.form.get("outcome", ""), "note": desk.form.get("note", "")})
         await risk.resolve(desk.operator, event_id, verdict.outcome, verdict.note)
         return _see("/console/risk", "resolved")
@@ -348,7 +360,7 @@ class ConsoleController(Controller):
 
     @get("/complaints")
     async def complaints(
-        self, desk: NamedDependency[Desk], complaints: NamedDependency[Complaints], status: str | None = None
+        self, desk: NamedDependency[Desk], complaints: NamedDependency[Complaints], status: FromQuery[str | None] = None
     ) -> Response[str]:
         listed = sorted(await complaints.listed(status or None, overdue=False), key=lambda c: c.due_at)
         return page("complaints.html", desk, complaints=listed, status=status or "")
@@ -358,15 +370,15 @@ class ConsoleController(Controller):
         self,
         desk: NamedDependency[Desk],
         complaints: NamedDependency[Complaints],
-        complaint_id: str,
-        done: str | None = None,
+        complaint_id: FromPath[str],
+        done: FromQuery[str | None] = None,
     ) -> Response[str]:
         case = await complaints.case(desk.operator, complaint_id)
         return page("complaint.html", desk, notice=NOTICES.get(done or ""), case=case)
 
     @post("/complaints/{complaint_id:str}/reply", status_code=303)
     async def reply(
-        self, desk: NamedDependency[Desk], complaints: NamedDependency[Complaints], complaint_id: str
+        self, desk: NamedDependency[Desk], complaints: NamedDependency[Complaints], complaint_id: FromPath[str]
     ) -> Redirect:
         reply = _parsed(NewReply, {"text": desk.form.get("text", ""), "status": desk.form.get("status", "")})
         await complaints.reply(desk.operator, complaint_id, reply)
@@ -418,8 +430,8 @@ class ConsoleController(Controller):
         self,
         desk: NamedDependency[Desk],
         catalog: NamedDependency[Catalog],
-        item_code: str,
-        done: str | None = None,
+        item_code: FromPath[str],
+        done: FromQuery[str | None] = None,
     ) -> Response[str]:
         version, item = await catalog.lookup(item_code)
         history = [
@@ -432,7 +444,7 @@ class ConsoleController(Controller):
 
     @post("/catalog/{item_code:str}", status_code=303)
     async def save_item(
-        self, desk: NamedDependency[Desk], catalog: NamedDependency[Catalog], item_code: str
+        self, desk: NamedDependency[Desk], catalog: NamedDependency[Catalog], item_code: FromPath[str]
     ) -> Redirect:
         form = desk.form
         fields: dict[str, object] = {
@@ -454,8 +466,8 @@ class ConsoleController(Controller):
         self,
         desk: NamedDependency[Desk],
         merchants: NamedDependency[Merchants],
-        merchant_id: str,
-        done: str | None = None,
+        merchant_id: FromPath[str],
+        done: FromQuery[str | None] = None,
     ) -> Response[str]:
         merchant = await merchants.get(merchant_id)
         if merchant is None:
@@ -465,7 +477,7 @@ class ConsoleController(Controller):
 
     @post("/merchants/{merchant_id:str}/status", status_code=303)
     async def merchant_status(
-        self, desk: NamedDependency[Desk], merchants: NamedDependency[Merchants], merchant_id: str
+        self, desk: NamedDependency[Desk], merchants: NamedDependency[Merchants], merchant_id: FromPath[str]
     ) -> Redirect:
         change = _parsed(ClientStatus, {"status": desk.form.get("status", "")})
         await merchants.set_status(desk.operator, merchant_id, change.status)
@@ -473,7 +485,11 @@ class ConsoleController(Controller):
 
     @post("/merchants/{merchant_id:str}/terminals/{terminal_id:str}/status", status_code=303)
     async def terminal_status(
-        self, desk: NamedDependency[Desk], merchants: NamedDependency[Merchants], merchant_id: str, terminal_id: str
+        self,
+        desk: NamedDependency[Desk],
+        merchants: NamedDependency[Merchants],
+        merchant_id: FromPath[str],
+        terminal_id: FromPath[str],
     ) -> Redirect:
         change = _parsed(ClientStatus, {"status": desk.form.get("status", "")})
         await merchants.set_terminal_status(desk.operator, merchant_id, terminal_id, change.status)
