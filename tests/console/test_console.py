@@ -147,6 +147,16 @@ async def test_a_post_without_the_right_csrf_field_is_refused_and_changes_nothin
             target, data={"status": "suspended", "csrf": field}, headers=cookie, follow_redirects=False
         )
         assert done.status_code == 303
+        # a value the API's model does not take is a 400 page naming the field, and changes nothing
+        bogus = await http.post(
+            f"/console/cards/{card_id}/status",
+            data={"status": "lost-forever", "csrf": field},
+            headers=cookie,
+            follow_redirects=False,
+        )
+        assert bogus.status_code == 400
+        assert "(status)" in bogus.text
+        assert "lost-forever" not in bogus.text
         # the login form has its own token too
         login = await http.post("/console/login", data={"username": "x", "password": "y", "totp": "1"})
         assert login.status_code == 403
@@ -273,8 +283,12 @@ async def test_risk_events_complaints_and_the_depth_chart(live: LiveEcard, brows
         assert case.json()["status"] == "resolved"
         assert [reply["text"] for reply in case.json()["replies"]] == ["已核实并对工作人员进行了批评教育。"]
 
+        scenes = await world.admin("PUT", "/v1/admin/depth/scenes/wl-030", {"district": "wulong", "scenes": 4})
+        assert scenes.status_code == 200, scenes.text
         await desk.page.goto("/console/depth")
         await expect(desk.page.locator("svg#depth-functions g.bar")).to_have_count(3)
+        await expect(desk.page.locator("svg#depth-districts g.bar")).to_have_count(1)
+        await expect(desk.page.locator("svg#depth-districts g.bar title")).to_contain_text("wulong")
         await expect(desk.page.locator("svg#depth-functions title").first).to_contain_text("应用深度")
         await desk.check("depth")
         await desk.close()
