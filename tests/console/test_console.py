@@ -34,7 +34,9 @@ async def test_login_needs_the_right_totp_sets_a_strict_cookie_and_logout_ends_t
         await desk.page.fill("#username", "console_wrong")
         await desk.page.fill("#password", password)
         await desk.page.fill("#totp", "000000")
-        await desk.page.click("button[type=submit]")
+        async with desk.page.expect_response(lambda r: r.request.method == "POST") as posted:
+            await desk.page.click("button[type=submit]")
+        assert (await posted.value).status == 401
         await expect(desk.page.locator("#login-error")).to_contain_text("用户名、密码或动态码不正确")
         await desk.check("login-refused")
         # nobody's username gets the very same words
