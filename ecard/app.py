@@ -24,6 +24,8 @@ from ecard.codes.http import CodeController
 from ecard.complaints import ComplaintPolicy, Complaints
 from ecard.complaints.http import CardComplaintController, ComplaintAdminController, ComplaintController
 from ecard.config import Settings
+from ecard.console import Console
+from ecard.console.http import ConsoleController, ConsoleLoginController
 from ecard.depth import Depth
 from ecard.depth.http import DepthController
 from ecard.disbursements import DisbursementPolicy, Disbursements, Payer, PayerPolicy, item_reach
@@ -106,6 +108,8 @@ COLLABORATORS = (
     # issue 15: numeric code, offline taps
     "numeric_codes",
     "offline_taps",
+    # the operators' web console (issue 16)
+    "console",
 )
 
 
@@ -282,6 +286,8 @@ def create_app(settings: Settings, clock: Clock | None = None) -> Litestar:
         state.offline_taps = OfflineTaps(
             pool, state.verify_deps, clock, settings.offline_grace_s, settings.clock_skew_s
         )
+        # the operators' web console (issue 16): CSRF tokens and audited reveals; every action is a room's service
+        state.console = Console(pool, keys.csrf_key, cards, settings.session_ttl_s)
         # every background loop runs supervised: restarted after an unexpected exception, and metered
         background = Supervisor()
         state.background = background
@@ -429,6 +435,9 @@ def create_app(settings: Settings, clock: Clock | None = None) -> Litestar:
         RiskAdminController,
         # issue 15: offline taps
         OfflineTapController,
+        # the operators' web console (issue 16)
+        ConsoleLoginController,
+        ConsoleController,
     ]
     if settings.load_echo:
         handlers.append(EchoController)

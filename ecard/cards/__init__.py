@@ -1,6 +1,6 @@
 """Cardholders, cards, enrolled devices."""
 
-from ecard.cards.models import mask_name
+from ecard.cards.models import StatusChange, mask_name
 from ecard.cards.service import REGIONS, CardHolder, Cards, CardSignals, CardState, Payee
 
-__all__ = ["REGIONS", "CardHolder", "CardSignals", "CardState", "Cards", "Payee", "mask_name"]
+__all__ = ["REGIONS", "CardHolder", "CardSignals", "CardState", "Cards", "Payee", "StatusChange", "mask_name"]

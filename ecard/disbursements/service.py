@@ -46,6 +46,11 @@ CHUNK = 2_000
 MAX_ROW_FEN = 10**10
 HOLDER_SHOWN = 100
 ROW_STATUSES = frozenset({"ready", "rejected", "paid", "failed"})
+# how many batches the operators' list shows, newest first
+BATCHES_LISTED = 100
+BATCH_STATUSES = frozenset(
+    {"validating", "awaiting_approval", "approved", "paying", "completed", "rejected", "failed", "expired"}
+)
 
 
 @dataclass(frozen=True)
@@ -276,6 +281,18 @@ class Disbursements:
         """A batch for its merchant (`merchant_id`) or for an operator (None)."""
         batch = await self._merchant_batch(merchant_id, batch_id)
         return batch_answer(batch, await batch_counts(self._pool, batch_id))
+
+    async def listed(self, status: str | None, limit: int = BATCHES_LISTED) -> list[BatchAnswer]:
+        """The newest batches for operators, of one status or of any."""
+        if status is not None and status not in BATCH_STATUSES:
+            raise Refusal("invalid_request", f"status is one of {sorted(BATCH_STATUSES)}", extra={"fields": ["status"]})
+        found = await store.recent_batches(self._pool, status, limit)
+        return [batch_answer(batch, await batch_counts(self._pool, batch.batch_id)) for batch in found]
+
+    async def approvers(self, batch_id: str) -> list[str]:
+        """The operators who have approved the batch so far, first one first."""
+        batch = await self._merchant_batch(None, batch_id)
+        return [who for who in (batch.first_approver, batch.second_approver) if who is not None]
 
     async def rows(self, merchant_id: str | None, batch_id: str, status: str | None, after: int, limit: int) -> RowPage:
         if status is not None and status not in ROW_STATUSES:

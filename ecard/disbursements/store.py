@@ -104,6 +104,16 @@ async def batch(conn: Executor, batch_id: str) -> Batch | None:
     return _one(Batch, row)
 
 
+async def recent_batches(conn: Executor, status: str | None, limit: int) -> list[Batch]:
+    rows = await conn.fetch(
+        f"SELECT {_BATCH} FROM disbursement_batches WHERE $1::text IS NULL OR status = $1"  # noqa: S608
+        " ORDER BY created_at DESC, batch_id DESC LIMIT $2",
+        status,
+        limit,
+    )
+    return _all(Batch, rows)
+
+
 async def batch_by_out_no(conn: Executor, merchant_id: str, out_batch_no: str) -> Batch | None:
     row = await conn.fetchrow(
         f"SELECT {_BATCH} FROM disbursement_batches WHERE merchant_id = $1 AND out_batch_no = $2",  # noqa: S608

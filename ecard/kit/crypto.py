@@ -63,6 +63,8 @@ class Keys:
     pin_key: bytes
     # keys the tag inside every client key id the service mints, so that made-up key ids are refused unseen
     key_id_key: bytes
+    # keys the operator console's CSRF tokens (an HMAC of the session), so that another site cannot forge one
+    csrf_key: bytes
     # epoch 0's card-reference key is the one derived before epochs existed; later epochs derive from this root
     card_ref_legacy: bytes
     card_ref_root: bytes
@@ -80,6 +82,7 @@ class Keys:
             audit_key=_derive(master, "audit-chain"),
             pin_key=_derive(master, "pin-pepper"),
             key_id_key=_derive(master, "client-key-id"),
+            csrf_key=_derive(master, "console-csrf"),
             card_ref_legacy=_derive(master, "card-ref"),
             card_ref_root=_derive(master, "card-ref-epochs"),
         )

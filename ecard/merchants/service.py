@@ -35,6 +35,20 @@ class Merchant:
 
 
 @dataclass(frozen=True)
+class TerminalSeen:
+    """A terminal as the operators' list shows it."""
+
+    terminal_id: str
+    place_name: str
+    region: str
+    status: str
+
+
+# how many merchants the operators' list shows
+MERCHANTS_LISTED = 500
+
+
+@dataclass(frozen=True)
 class Terminal:
     """A terminal as verification needs it: whose it is, its name, and where it stands."""
 
@@ -201,6 +215,15 @@ class Merchants:
             self._cache.clear()
         self._cache[merchant_id] = (now, merchant)
         return merchant
+
+    async def listed(self) -> list[Merchant]:
+        """The merchants for operators, by name (at most MERCHANTS_LISTED)."""
+        return [_merchant(row) for row in await store.merchants_listed(self._pool, MERCHANTS_LISTED)]
+
+    async def terminals(self, merchant_id: str) -> list[TerminalSeen]:
+        """A merchant's terminals with their places and status, for operators."""
+        rows = await store.terminals_of(self._pool, merchant_id)
+        return [TerminalSeen(r.terminal_id, r.place_name, r.region, r.status) for r in rows]
 
     async def held(self, conn: Conn, merchant_id: str) -> Merchant | None:
         """The merchant as it stands, read in the caller's transaction (never cached) and share-locked until that

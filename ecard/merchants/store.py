@@ -85,6 +85,27 @@ async def merchant(pool: Executor, merchant_id: str) -> MerchantRow | None:
     return msgspec.convert(dict(row), MerchantRow) if row else None
 
 
+async def merchants_listed(pool: Executor, limit: int) -> list[MerchantRow]:
+    rows = await pool.fetch(
+        "SELECT m.merchant_id, m.name, m.region, m.status, m.functions,"
+        " COALESCE(array_agg(mi.item_code ORDER BY mi.item_code) FILTER (WHERE mi.item_code IS NOT NULL), '{}')"
+        " AS items"
+        " FROM merchants m LEFT JOIN merchant_items mi USING (merchant_id)"
+        " GROUP BY m.merchant_id ORDER BY m.name, m.merchant_id LIMIT $1",
+        limit,
+    )
+    return [msgspec.convert(dict(row), MerchantRow) for row in rows]
+
+
+async def terminals_of(pool: Executor, merchant_id: str) -> list[TerminalRow]:
+    rows = await pool.fetch(
+        "SELECT terminal_ref, merchant_id, terminal_id, place_name, place_address, region, lat, lon, status"
+        " FROM terminals WHERE merchant_id = $1 ORDER BY terminal_id",
+        merchant_id,
+    )
+    return [msgspec.convert(dict(row), TerminalRow) for row in rows]
+
+
 async def set_merchant_status(conn: Conn, merchant_id: str, status: str) -> bool:
     done: str = await conn.execute("UPDATE merchants SET status = $2 WHERE merchant_id = $1", merchant_id, status)
     return done.endswith(" 1")

@@ -1,7 +1,7 @@
 """Risk monitoring: events other rooms raise, the rules that watch verifications, PINs and enrolments, and the
 in-service audit check."""
 
-from ecard.risk.models import RiskSettings, Verified
+from ecard.risk.models import Resolution, RiskSettings, Verified
 from ecard.risk.service import AuditWatch, RiskEvents, RiskInbox
 
-__all__ = ["AuditWatch", "RiskEvents", "RiskInbox", "RiskSettings", "Verified"]
+__all__ = ["AuditWatch", "Resolution", "RiskEvents", "RiskInbox", "RiskSettings", "Verified"]
