@@ -13,8 +13,8 @@ from typing import Any, TypeVar
 
 from litestar import Controller, Request, Response, get, post
 from litestar.datastructures import Cookie
-from litestar.di import NamedDependency
-from litestar.params import FromQuery
+from litestar.di import NamedDependency, Provide
+from litestar.params import FromQuery, SkipValidation
 
 from ecard.cards import Cards
 from ecard.complaints import Complaints
@@ -60,6 +60,18 @@ def _html(frame_ancestors: str, name: str, **context: object) -> Response[str]:
     return Response(rendered.html, media_type="text/html; charset=utf-8", headers=rendered.headers)
 
 
+def _shell(frame_ancestors: str, *, signed_out: bool = False) -> Response[str]:
+    """The page without a live session: no personal data; its script re-opens the session or enrols."""
+    return _html(frame_ancestors, "shell.html", page="shell", signed_out=signed_out)
+
+
+async def _page_device(
+    request: Request[Any, Any, Any], h5_sessions: NamedDependency[SkipValidation[PageSessions]]
+) -> Principal | None:
+    """The device the request's page session stands for, or None (no cookie, an unknown or ended session)."""
+    return await h5_sessions.device_for(request.cookies.get(COOKIE))
+
+
 async def _read(read: Callable[[], Awaitable[T]]) -> tuple[T | None, str | None]:
     """What a room answers for the page, or the refusal's code to show instead (a suspended card, ...)."""
     try:
@@ -72,6 +84,7 @@ class H5Controller(Controller):
     path = "/h5"
     tags = ["citizen pages"]  # noqa: RUF012
     include_in_schema = False
+    dependencies = {"device": Provide(_page_device)}  # noqa: RUF012
 
     @post(
         "/session",
@@ -117,27 +130,23 @@ class H5Controller(Controller):
     @get("/", summary="Home: the dynamic code")
     async def home(
         self,
-        request: Request[Any, Any, Any],
-        h5_sessions: NamedDependency[PageSessions],
+        device: NamedDependency[Principal | None],
         h5_frame_ancestors: NamedDependency[str],
         signed_out: FromQuery[bool] = False,
     ) -> Response[str]:
-        device = await h5_sessions.device_for(request.cookies.get(COOKIE))
         if device is None:
-            return _html(h5_frame_ancestors, "shell.html", page="shell", signed_out=signed_out)
+            return _shell(h5_frame_ancestors, signed_out=signed_out)
         return _html(h5_frame_ancestors, "home.html", page="home", device=device)
 
     @get("/history", summary="Who checked the card, and what was paid into it")
     async def history(
         self,
-        request: Request[Any, Any, Any],
-        h5_sessions: NamedDependency[PageSessions],
+        device: NamedDependency[Principal | None],
         h5_frame_ancestors: NamedDependency[str],
         verify_deps: NamedDependency[VerifyDeps],
     ) -> Response[str]:
-        device = await h5_sessions.device_for(request.cookies.get(COOKIE))
         if device is None:
-            return _html(h5_frame_ancestors, "shell.html", page="shell", signed_out=False)
+            return _shell(h5_frame_ancestors)
         card_id = device.parent_id or ""
         entries, refused = await _read(lambda: timeline(device, card_id, verify_deps))
         return _html(
@@ -147,15 +156,13 @@ class H5Controller(Controller):
     @get("/pay", summary="A bill to pay: merchant, item and amount, and the PIN")
     async def pay(
         self,
-        request: Request[Any, Any, Any],
-        h5_sessions: NamedDependency[PageSessions],
+        device: NamedDependency[Principal | None],
         h5_frame_ancestors: NamedDependency[str],
         payments: NamedDependency[Payments],
         bill: FromQuery[str] = "",
     ) -> Response[str]:
-        device = await h5_sessions.device_for(request.cookies.get(COOKIE))
         if device is None:
-            return _html(h5_frame_ancestors, "shell.html", page="shell", signed_out=False)
+            return _shell(h5_frame_ancestors)
         found = _BILL_ID.search(bill[:300])
         view, refused = (None, "not_found" if bill else None)
         if found is not None:
@@ -165,27 +172,23 @@ class H5Controller(Controller):
     @get("/pin", summary="Set or change the payment PIN")
     async def pin(
         self,
-        request: Request[Any, Any, Any],
-        h5_sessions: NamedDependency[PageSessions],
+        device: NamedDependency[Principal | None],
         h5_frame_ancestors: NamedDependency[str],
     ) -> Response[str]:
-        device = await h5_sessions.device_for(request.cookies.get(COOKIE))
         if device is None:
-            return _html(h5_frame_ancestors, "shell.html", page="shell", signed_out=False)
+            return _shell(h5_frame_ancestors)
         return _html(h5_frame_ancestors, "pin.html", page="pin", device=device)
 
     @get("/logins", summary="A portal login to approve, with number matching")
     async def logins(
         self,
-        request: Request[Any, Any, Any],
-        h5_sessions: NamedDependency[PageSessions],
+        device: NamedDependency[Principal | None],
         h5_frame_ancestors: NamedDependency[str],
         portal_provider: NamedDependency[Provider],
         login: FromQuery[str] = "",
     ) -> Response[str]:
-        device = await h5_sessions.device_for(request.cookies.get(COOKIE))
         if device is None:
-            return _html(h5_frame_ancestors, "shell.html", page="shell", signed_out=False)
+            return _shell(h5_frame_ancestors)
         found = _LOGIN_ID.search(login[:300])
         view, refused = (None, "login_not_found" if login else None)
         if found is not None:
@@ -195,26 +198,22 @@ class H5Controller(Controller):
     @get("/yukuai", summary="Link the card to a 渝快办 account (渝快码), with consent")
     async def yukuai(
         self,
-        request: Request[Any, Any, Any],
-        h5_sessions: NamedDependency[PageSessions],
+        device: NamedDependency[Principal | None],
         h5_frame_ancestors: NamedDependency[str],
     ) -> Response[str]:
-        device = await h5_sessions.device_for(request.cookies.get(COOKIE))
         if device is None:
-            return _html(h5_frame_ancestors, "shell.html", page="shell", signed_out=False)
+            return _shell(h5_frame_ancestors)
         return _html(h5_frame_ancestors, "yukuai.html", page="yukuai", device=device)
 
     @get("/family", summary="Family members: list, add, end")
     async def family(
         self,
-        request: Request[Any, Any, Any],
-        h5_sessions: NamedDependency[PageSessions],
+        device: NamedDependency[Principal | None],
         h5_frame_ancestors: NamedDependency[str],
         family: NamedDependency[Family],
     ) -> Response[str]:
-        device = await h5_sessions.device_for(request.cookies.get(COOKIE))
         if device is None:
-            return _html(h5_frame_ancestors, "shell.html", page="shell", signed_out=False)
+            return _shell(h5_frame_ancestors)
         card_id = device.parent_id or ""
         members, refused = await _read(lambda: family.members(device, card_id))
         return _html(
@@ -224,27 +223,23 @@ class H5Controller(Controller):
     @get("/lost", summary="Report the card lost, after a confirmation step")
     async def lost(
         self,
-        request: Request[Any, Any, Any],
-        h5_sessions: NamedDependency[PageSessions],
+        device: NamedDependency[Principal | None],
         h5_frame_ancestors: NamedDependency[str],
         confirm: FromQuery[bool] = False,
     ) -> Response[str]:
-        device = await h5_sessions.device_for(request.cookies.get(COOKIE))
         if device is None:
-            return _html(h5_frame_ancestors, "shell.html", page="shell", signed_out=False)
+            return _shell(h5_frame_ancestors)
         return _html(h5_frame_ancestors, "lost.html", page="lost", device=device, confirm=confirm)
 
     @get("/complaints", summary="File a complaint; the complaints filed from this card")
     async def complaints(
         self,
-        request: Request[Any, Any, Any],
-        h5_sessions: NamedDependency[PageSessions],
+        device: NamedDependency[Principal | None],
         h5_frame_ancestors: NamedDependency[str],
         complaints: NamedDependency[Complaints],
     ) -> Response[str]:
-        device = await h5_sessions.device_for(request.cookies.get(COOKIE))
         if device is None:
-            return _html(h5_frame_ancestors, "shell.html", page="shell", signed_out=False)
+            return _shell(h5_frame_ancestors)
         card_id = device.parent_id or ""
         filed, refused = await _read(lambda: complaints.of_card(device, card_id))
         return _html(
@@ -254,14 +249,12 @@ class H5Controller(Controller):
     @get("/notices", summary="What the holder has been told about the card")
     async def notices(
         self,
-        request: Request[Any, Any, Any],
-        h5_sessions: NamedDependency[PageSessions],
+        device: NamedDependency[Principal | None],
         h5_frame_ancestors: NamedDependency[str],
         cards: NamedDependency[Cards],
     ) -> Response[str]:
-        device = await h5_sessions.device_for(request.cookies.get(COOKIE))
         if device is None:
-            return _html(h5_frame_ancestors, "shell.html", page="shell", signed_out=False)
+            return _shell(h5_frame_ancestors)
         card_id = device.parent_id or ""
         items, refused = await _read(lambda: cards.notices(device, card_id))
         return _html(
