@@ -2,6 +2,14 @@
 
 from __future__ import annotations
 
+import dataclasses
+
+import httpx
+
+from ecard.app import create_app
+from ecard.config import Settings
+from ecard.kit.clock import MovableClock
+from tests.conftest import reset_database, running
 from tests.support import World, p256_actor, problem
 
 PAGES = ["/h5/", "/h5/history", "/h5/pay", "/h5/pin", "/h5/logins", "/h5/yukuai", "/h5/family", "/h5/lost"]
@@ -83,3 +91,16 @@ async def test_the_script_is_cached_long_and_not_sniffed(world: World) -> None:
     assert script.headers["content-type"].startswith("text/javascript")
     assert "max-age=31536000" in script.headers["cache-control"]
     assert script.headers["x-content-type-options"] == "nosniff"
+
+
+async def test_the_pages_may_be_framed_by_the_channel_origins(settings: Settings, clock: MovableClock) -> None:
+    framed = dataclasses.replace(settings, h5_frame_ancestors="'self' https://h5.bank.example")
+    assert framed.database_url
+    await reset_database(framed.database_url)
+    app = create_app(framed, clock=clock)
+    transport = httpx.ASGITransport(app=app)  # type: ignore[arg-type]
+    async with running(app), httpx.AsyncClient(transport=transport, base_url="http://testserver.local") as client:
+        page = await client.get("/h5/")
+
+    assert page.headers["content-security-policy"].endswith("frame-ancestors 'self' https://h5.bank.example")
+    assert "x-frame-options" not in page.headers

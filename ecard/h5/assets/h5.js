@@ -120,8 +120,13 @@
   }
 
   async function openSession(device) {
+    // a session opened moments ago and the shell again: the browser keeps no cookie here (a cross-site frame),
+    // and reloading would only go round in circles
+    var opened = Number(sessionStorage.getItem("ecard-h5-opened") || 0);
+    if (Date.now() - opened < 10000) { throw new Error("浏览器未保存登录状态，请在渠道App中直接打开本页。"); }
     var answer = await signedFetch(device, "POST", "/h5/session");
     if (answer.status !== 204) { throw new Error(refusal(answer, await problemOf(answer))); }
+    sessionStorage.setItem("ecard-h5-opened", String(Date.now()));
     location.replace(location.search.indexOf("signed_out") >= 0 ? "/h5/" : location.pathname + location.search);
   }
 
@@ -240,6 +245,7 @@
       return;
     }
     if (page === "shell") { await bootstrap(); return; }
+    sessionStorage.removeItem("ecard-h5-opened");
     var device = await loadDevice();
     if (!device || device.deviceId !== document.body.dataset.device) {
       status("本设备的电子社保卡已更换，请回到渠道App重新打开。");
