@@ -186,6 +186,8 @@ async def test_the_page_enrols_itself_and_shows_a_code_a_merchant_verifies_and_i
         })"""
     )
     assert key == [True, False, "private", "ECDSA", "P-256"]
+    history = await visit(holder, "/h5/history", "h5-history-checked")
+    await expect(history.locator("tbody tr").first).to_contain_text("武隆区公安分局")
     nothing_personal_requested(holder)
 
 
@@ -441,3 +443,26 @@ async def test_a_portal_login_is_approved_with_the_number_by_keyboard_alone(
         nothing_personal_requested(holder)
     finally:
         await portal.aclose()
+
+
+async def test_a_family_member_is_added_and_the_link_ended_with_the_id_number_never_in_a_url(
+    world: LiveWorld, browser: Browser
+) -> None:
+    holder = await opened(world, browser, "冯十二")
+    member = await world.cardholder("冯小宝")
+    page = await visit(holder, "/h5/family")
+    await page.fill("#member_name", "冯小宝")
+    await page.fill("#member_id_number", member["id_number"])
+    await page.select_option("#relation", "child")
+    await page.get_by_role("button", name="添加", exact=True).click()
+
+    await expect(page.locator("main li")).to_contain_text("子女")
+    assert await serious_violations(page) == []
+    await screenshot(page, "h5-family-member")
+    assert "冯小宝" not in await page.inner_text("main li")  # masked
+    await page.click("main li button")
+    await expect(page.locator("main")).to_contain_text("已解除")
+    for url in holder.requested:
+        assert member["id_number"] not in url
+        assert "冯小宝" not in url
+    nothing_personal_requested(holder)
