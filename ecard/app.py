@@ -297,7 +297,13 @@ def create_app(settings: Settings, clock: Clock | None = None) -> Litestar:
             clock,
             TicketPolicy(settings.public_url, settings.h5_ticket_redeems_per_source, settings.redis_prefix),
         )
-        state.h5_sessions = PageSessions(redis, directory, settings.redis_prefix, settings.h5_session_ttl_s)
+        state.h5_sessions = PageSessions(
+            redis,
+            directory,
+            settings.redis_prefix,
+            settings.h5_session_ttl_s,
+            https=settings.public_url.startswith("https://"),
+        )
         state.h5_frame_ancestors = settings.h5_frame_ancestors
         # every background loop runs supervised: restarted after an unexpected exception, and metered
         background = Supervisor()

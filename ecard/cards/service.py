@@ -656,7 +656,7 @@ class Tickets:
             wait = max(1, int((window + 1) * REDEEM_WINDOW_S - now + 0.999))
             raise Refusal("too_many_requests", "too many enrolments from here; try again later", retry_after=wait)
         _check_device_key(device_jwk)
-        grant = await store.take_ticket(self._redis, self._policy.prefix, _ticket_digest(ticket[:128]))
+        grant = await store.take_ticket(self._redis, self._policy.prefix, _ticket_digest(ticket))
         if grant is None or grant.expires_at <= now:
             raise Refusal("ticket_invalid", "the ticket is unknown, used or expired; ask the channel app for a new one")
         return await self._cards.enrol_card(grant.channel_id, grant.card_id, device_jwk, device_name, via="ticket")

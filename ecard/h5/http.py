@@ -107,7 +107,7 @@ class H5Controller(Controller):
             max_age=h5_sessions.ttl_s,
             httponly=True,
             samesite="strict",
-            secure=request.url.scheme == "https",
+            secure=h5_sessions.https or request.url.scheme == "https",
         )
         return Response(None, status_code=204, cookies=[cookie], headers={"Cache-Control": "no-store"})
 

@@ -26,11 +26,15 @@ def _digest(token: str) -> bytes:
 
 
 class PageSessions:
-    def __init__(self, redis: aioredis.Redis, directory: ClientDirectory, prefix: str, ttl_s: int) -> None:
+    def __init__(
+        self, redis: aioredis.Redis, directory: ClientDirectory, prefix: str, ttl_s: int, *, https: bool
+    ) -> None:
         self._redis = redis
         self._directory = directory
         self._prefix = prefix
         self.ttl_s = ttl_s
+        # the service's public URL is https (behind a TLS proxy the request itself may come as http)
+        self.https = https
 
     async def open(self, device: Principal) -> str:
         """A new session for the device that signed the request; the token goes to the browser only."""

@@ -27,6 +27,7 @@ async def test_a_device_signed_request_opens_a_page_session_in_a_strict_cookie(w
     assert "HttpOnly" in cookie
     assert "samesite=strict" in cookie.lower()
     assert "Path=/h5/" in cookie
+    assert "secure" not in cookie.lower().split("; ")  # plain http, as this test client speaks
     page = await world.client.get("/h5/history")
     assert page.status_code == 200
     assert 'data-page="history"' in page.text
@@ -93,14 +94,23 @@ async def test_the_script_is_cached_long_and_not_sniffed(world: World) -> None:
     assert script.headers["x-content-type-options"] == "nosniff"
 
 
-async def test_the_pages_may_be_framed_by_the_channel_origins(settings: Settings, clock: MovableClock) -> None:
-    framed = dataclasses.replace(settings, h5_frame_ancestors="'self' https://h5.bank.example")
-    assert framed.database_url
-    await reset_database(framed.database_url)
-    app = create_app(framed, clock=clock)
+async def test_channel_origins_may_frame_the_pages_and_an_https_service_sets_secure_cookies(
+    settings: Settings, clock: MovableClock
+) -> None:
+    configured = dataclasses.replace(
+        settings, h5_frame_ancestors="'self' https://h5.bank.example", public_url="https://ecard.example"
+    )
+    assert configured.database_url
+    await reset_database(configured.database_url)
+    app = create_app(configured, clock=clock)
     transport = httpx.ASGITransport(app=app)  # type: ignore[arg-type]
     async with running(app), httpx.AsyncClient(transport=transport, base_url="http://testserver.local") as client:
         page = await client.get("/h5/")
+        world = World(app, client, clock)
+        phone = await world.device()
+        opened = await world.signed(phone, "POST", "/h5/session")
 
     assert page.headers["content-security-policy"].endswith("frame-ancestors 'self' https://h5.bank.example")
     assert "x-frame-options" not in page.headers
+    assert opened.status_code == 204, opened.text
+    assert "secure" in opened.headers["set-cookie"].lower().split("; ")
