@@ -278,6 +278,8 @@ async def test_a_wrong_pin_is_told_and_nothing_is_paid(world: LiveWorld, browser
 
     await expect(page.locator("#status")).to_have_text("支付密码不正确。")
     assert (await world.signed(merchant, "GET", f"/v1/bills/{bill['bill_id']}")).json()["status"] == "pending"
+    notices = await visit(holder, "/h5/notices", "h5-notices-pin-set")
+    await expect(notices.locator("main li").first).to_contain_text("支付密码已设置")
 
 
 async def test_the_card_is_reported_lost_after_a_confirmation(world: LiveWorld, browser: Browser) -> None:
@@ -466,3 +468,19 @@ async def test_a_family_member_is_added_and_the_link_ended_with_the_id_number_ne
         assert member["id_number"] not in url
         assert "冯小宝" not in url
     nothing_personal_requested(holder)
+
+
+async def test_logging_out_ends_the_session_until_the_holder_comes_back(world: LiveWorld, browser: Browser) -> None:
+    holder = await opened(world, browser)
+    page = holder.page
+
+    await page.click("#logout")
+
+    await expect(page.locator("#resume")).to_be_visible()
+    assert await page.get_attribute("body", "data-page") == "shell"
+    assert holder.card_id not in await page.content()
+    assert await serious_violations(page) == []
+    await screenshot(page, "h5-signed-out")
+    await page.click("#resume")
+    await page.wait_for_function(QR_READY, timeout=15_000)
+    assert await page.get_attribute("body", "data-card") == holder.card_id
