@@ -639,9 +639,10 @@ class Tickets:
         ticket = random_token(TICKET_BYTES)
         now = self._clock.now()
         grant = TicketGrant(card_id=card_id, channel_id=channel.owner_id, expires_at=now + TICKET_TTL_S)
-        await store.put_ticket(self._redis, self._policy.prefix, _ticket_digest(ticket), grant, TICKET_TTL_S + 1)
+        # audited before the ticket exists, so that no ticket ever works unaudited
         async with self._pool.acquire() as conn, conn.transaction():
             await audit.record(conn, channel.owner_id, "enrolment.ticket_issued", card_id, {})
+        await store.put_ticket(self._redis, self._policy.prefix, _ticket_digest(ticket), grant, TICKET_TTL_S + 1)
         return TicketAnswer(
             ticket=ticket, h5_url=f"{self._policy.h5_base}/h5/#ticket={ticket}", expires_at=iso(now + TICKET_TTL_S)
         )
