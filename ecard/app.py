@@ -14,8 +14,14 @@ from litestar.openapi import OpenAPIConfig
 from litestar.openapi.spec import Components, Reference, SecurityScheme
 
 from ecard.bank import HttpBank
-from ecard.cards import Cards
-from ecard.cards.http import CardholderAdminController, DeviceController, EnrolmentController, PinResetController
+from ecard.cards import Cards, TicketPolicy, Tickets
+from ecard.cards.http import (
+    CardholderAdminController,
+    DeviceController,
+    EnrolmentController,
+    PinResetController,
+    TicketedEnrolmentController,
+)
 from ecard.catalog import Catalog
 from ecard.catalog.http import CatalogAdminController, CatalogController
 from ecard.clients import Authenticator, ClientDirectory
@@ -38,6 +44,7 @@ from ecard.family import Family, FamilySettings
 from ecard.family.http import FamilyConsentController, FamilyController
 from ecard.federation import Audience, Federation, FederationSettings, IssuerRequestKeys
 from ecard.federation.http import FederationController, IssuerRequestKeyController, PartnerAdminController
+from ecard.h5 import H5_HANDLERS, PageSessions
 from ecard.kit import heap
 from ecard.kit.audit import AuditSealer
 from ecard.kit.clock import Clock, SystemClock
@@ -110,6 +117,10 @@ COLLABORATORS = (
     "offline_taps",
     # the operators' web console (issue 16)
     "console",
+    # issue 16: the citizen pages' enrolment tickets and page sessions
+    "tickets",
+    "h5_sessions",
+    "h5_frame_ancestors",
 )
 
 
@@ -288,6 +299,22 @@ def create_app(settings: Settings, clock: Clock | None = None) -> Litestar:
         )
         # the operators' web console (issue 16): CSRF tokens and audited reveals; every action is a room's service
         state.console = Console(pool, keys.csrf_key, cards, settings.session_ttl_s)
+        # issue 16: the citizen pages (H5), opened by a channel's ticket, read with a device-minted page session
+        state.tickets = Tickets(
+            pool,
+            redis,
+            cards,
+            clock,
+            TicketPolicy(settings.public_url, settings.h5_ticket_redeems_per_source, settings.redis_prefix),
+        )
+        state.h5_sessions = PageSessions(
+            redis,
+            directory,
+            settings.redis_prefix,
+            settings.h5_session_ttl_s,
+            https=settings.public_url.startswith("https://"),
+        )
+        state.h5_frame_ancestors = settings.h5_frame_ancestors
         # every background loop runs supervised: restarted after an unexpected exception, and metered
         background = Supervisor()
         state.background = background
@@ -438,6 +465,9 @@ def create_app(settings: Settings, clock: Clock | None = None) -> Litestar:
         # the operators' web console (issue 16)
         ConsoleLoginController,
         ConsoleController,
+        # issue 16: the citizen pages (H5)
+        TicketedEnrolmentController,
+        *H5_HANDLERS,
     ]
     if settings.load_echo:
         handlers.append(EchoController)

@@ -147,6 +147,11 @@ class Settings:
     numeric_guesses: int = 10
     numeric_guess_window_s: int = 300
     offline_grace_s: int = 86400
+    # issue 16, citizen pages (H5; docs/h5.md): who may frame the pages (CSP frame-ancestors, the channel apps'
+    # web views), how many ticketed enrolments one source address may try per 5 minutes, and a page session's life
+    h5_frame_ancestors: str = "'self'"
+    h5_ticket_redeems_per_source: int = 20
+    h5_session_ttl_s: int = 900
 
     @classmethod
     def from_env(cls, environ: dict[str, str] | None = None) -> Settings:
@@ -226,4 +231,7 @@ class Settings:
             numeric_guesses=_int(env, "ECARD_NUMERIC_GUESSES", 10),
             numeric_guess_window_s=_int(env, "ECARD_NUMERIC_GUESS_WINDOW_S", 300),
             offline_grace_s=_int(env, "ECARD_OFFLINE_GRACE_S", 86400),
+            h5_frame_ancestors=env.get("ECARD_H5_FRAME_ANCESTORS") or "'self'",
+            h5_ticket_redeems_per_source=_int(env, "ECARD_H5_TICKET_REDEEMS_PER_SOURCE", 20),
+            h5_session_ttl_s=_int(env, "ECARD_H5_SESSION_TTL_S", 900),
         )

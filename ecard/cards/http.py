@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from litestar import Controller, get, post, put
+from typing import Any
+
+from litestar import Controller, Request, get, post, put
 from litestar.di import NamedDependency
 from litestar.params import FromPath, JSONBody
 
@@ -20,11 +22,15 @@ from ecard.cards.models import (
     ReportedLost,
     StatusAnswer,
     StatusChange,
+    TicketAnswer,
+    TicketedEnrolment,
+    TicketRequest,
 )
-from ecard.cards.service import Cards
+from ecard.cards.service import Cards, Tickets
 from ecard.kit.edge import SIGNED_PROBLEMS, operator_session, signed_by
 from ecard.kit.principal import ClientKind, Principal
 from ecard.kit.problems import problems
+from ecard.operators import source_of
 
 ADMIN = {"operator": operator_session}
 
@@ -88,6 +94,42 @@ class EnrolmentController(Controller):
         self, cards: NamedDependency[Cards], principal: NamedDependency[Principal], data: JSONBody[Enrolment]
     ) -> EnrolmentAnswer:
         return await cards.enrol(principal, data.id_number, data.name, data.device_public_key, data.device_name)
+
+    @post(
+        "/tickets",
+        status_code=201,
+        summary="A single-use, 5-minute ticket that opens the citizen pages (H5) for the person the channel checked",
+        description=(
+            "The person is matched exactly as by POST /v1/enrolments. `h5_url` carries the ticket in its fragment"
+            " (`/h5/#ticket=...`), which browsers never send to a server; the page enrols its own key with it."
+        ),
+        responses=problems(*SIGNED_PROBLEMS, "forbidden", "cardholder_not_found", "identity_mismatch"),
+    )
+    async def ticket(
+        self, tickets: NamedDependency[Tickets], principal: NamedDependency[Principal], data: JSONBody[TicketRequest]
+    ) -> TicketAnswer:
+        return await tickets.issue(principal, data.id_number, data.name)
+
+
+class TicketedEnrolmentController(Controller):
+    path = "/v1/enrolments/ticketed"
+    tags = ["channels"]  # noqa: RUF012
+
+    @post(
+        "/",
+        status_code=201,
+        summary="Enrol the citizen page's own key with a channel's ticket (no signature: the ticket is the credential)",
+        description=(
+            "Answers as POST /v1/enrolments, and like it retires the card's older devices. A used, unknown or"
+            " expired ticket is 401 `ticket_invalid`, all alike; tries are limited per source address (429)."
+        ),
+        responses=problems("invalid_request", "ticket_invalid", "cardholder_not_found", "too_many_requests"),
+    )
+    async def redeem(
+        self, request: Request[Any, Any, Any], tickets: NamedDependency[Tickets], data: JSONBody[TicketedEnrolment]
+    ) -> EnrolmentAnswer:
+        source = source_of(request.client.host if request.client else None)
+        return await tickets.redeem(data.ticket, data.device_public_key, data.device_name, source)
 
 
 class PinResetController(Controller):

@@ -215,3 +215,33 @@ def check_digit(body: str) -> str:
     """GB 11643's ISO 7064 MOD 11-2 check character of the first 17 digits."""
     weights = (7, 9, 10, 5, 8, 4, 2, 1, 6, 3, 7, 9, 10, 5, 8, 4, 2)
     return "10X98765432"[sum(int(d) * w for d, w in zip(body, weights, strict=True)) % 11]
+
+
+class TicketRequest(msgspec.Struct, forbid_unknown_fields=True):
+    """A channel's request for an enrolment ticket, after its own real-name check of the person."""
+
+    id_number: str
+    name: str
+
+
+class TicketAnswer(msgspec.Struct):
+    ticket: str
+    h5_url: str
+    expires_at: str
+
+
+class TicketedEnrolment(msgspec.Struct, forbid_unknown_fields=True):
+    """The citizen page's enrolment: the ticket stands for the channel's signature and its real-name check."""
+
+    ticket: Annotated[str, msgspec.Meta(min_length=1, max_length=128)]
+    device_public_key: dict[str, Any]
+    device_name: Annotated[str, msgspec.Meta(max_length=64)] = "H5"
+
+
+class TicketGrant(msgspec.Struct, frozen=True):
+    """What a ticket stands for while it lives in Redis: the person's card, the channel that checked them, and
+    until when (the service's clock; Redis forgets the ticket a little later on its own)."""
+
+    card_id: str
+    channel_id: str
+    expires_at: float

@@ -10,6 +10,7 @@ from datetime import UTC, datetime
 from typing import Any, Protocol
 
 import asyncpg
+import redis.asyncio as aioredis
 
 from ecard.cards import store
 from ecard.cards.models import (
@@ -22,6 +23,8 @@ from ecard.cards.models import (
     Notice,
     NoticeDetail,
     PinResetGrant,
+    TicketAnswer,
+    TicketGrant,
     mask_name,
     normalise_id_number,
     valid_id_number,
@@ -107,6 +110,13 @@ def _is_id(value: str, prefix: str) -> bool:
     except ValueError:
         return False
     return value.startswith(prefix + "_")
+
+
+def _check_device_key(jwk: dict[str, Any]) -> None:
+    try:
+        parse_public_jwk(jwk)
+    except Refusal as refusal:
+        raise Refusal(refusal.code, refusal.detail, extra={"fields": ["device_public_key"]}) from refusal
 
 
 def _reset_hash(token: str) -> bytes:
@@ -257,11 +267,15 @@ class Cards:
         self, channel: Principal, id_number: str, name: str, device_jwk: dict[str, Any], device_name: str
     ) -> EnrolmentAnswer:
         """Bind a device key to the person's active card, after the channel's own real-name check."""
-        try:
-            parse_public_jwk(device_jwk)
-        except Refusal as refusal:
-            raise Refusal(refusal.code, refusal.detail, extra={"fields": ["device_public_key"]}) from refusal
+        _check_device_key(device_jwk)
         card_id = await self.card_of(id_number, name)
+        return await self.enrol_card(channel.owner_id, card_id, device_jwk, device_name)
+
+    async def enrol_card(
+        self, channel_id: str, card_id: str, device_jwk: dict[str, Any], device_name: str, via: str = "channel"
+    ) -> EnrolmentAnswer:
+        """Bind a (checked) device key to a card the channel `channel_id` matched to its person (now, or by a
+        ticket)."""
         device_id = new_id("dev")
         async with self._pool.acquire() as conn, conn.transaction():
             # The e-card lives on one phone at a time: a new enrolment retires the card's older devices.
@@ -273,8 +287,8 @@ class Cards:
                 await self._directory.set_owner_status(conn, old, "disabled")
             await store.revoke_devices(conn, card_id)
             key_id = await self._directory.register(conn, ClientKind.DEVICE, device_id, device_jwk, parent_id=card_id)
-            await store.insert_device(conn, device_id, card_id, channel.owner_id, key_id, device_name.strip()[:64])
-            await audit.record(conn, channel.owner_id, "device.enrolled", card_id, {"device_id": device_id})
+            await store.insert_device(conn, device_id, card_id, channel_id, key_id, device_name.strip()[:64])
+            await audit.record(conn, channel_id, "device.enrolled", card_id, {"device_id": device_id, "via": via})
         if self._signals is not None:
             self._signals.device_enrolled(card_id, self._clock.now())
         return EnrolmentAnswer(card_id=card_id, device_id=device_id, device_key_id=key_id)
@@ -585,3 +599,65 @@ class Cards:
     def _own_card(device: Principal, card_id: str) -> None:
         if device.parent_id != card_id:
             raise Refusal("forbidden", "a device may act on its own card only")
+
+
+# --- enrolment tickets (the citizen pages) -------------------------------------------------------------------
+
+TICKET_TTL_S = 300
+TICKET_BYTES = 32
+# ticketed enrolments are counted per source address over windows this long
+REDEEM_WINDOW_S = 300
+
+
+def _ticket_digest(ticket: str) -> bytes:
+    return hashlib.sha256(ticket.encode()).digest()
+
+
+@dataclass(frozen=True)
+class TicketPolicy:
+    h5_base: str
+    redeems_per_source: int
+    prefix: str
+
+
+class Tickets:
+    """A channel's single-use ticket that lets the citizen page enrol its own key for the person the channel
+    checked: the ticket stands for the channel's signature and its real-name check, for five minutes, once."""
+
+    def __init__(
+        self, pool: asyncpg.Pool, redis: aioredis.Redis, cards: Cards, clock: Clock, policy: TicketPolicy
+    ) -> None:
+        self._pool = pool
+        self._redis = redis
+        self._cards = cards
+        self._clock = clock
+        self._policy = policy
+
+    async def issue(self, channel: Principal, id_number: str, name: str) -> TicketAnswer:
+        """After the channel's real-name check: matched exactly as enrolment matches, with its refusals."""
+        card_id = await self._cards.card_of(id_number, name)
+        ticket = random_token(TICKET_BYTES)
+        now = self._clock.now()
+        grant = TicketGrant(card_id=card_id, channel_id=channel.owner_id, expires_at=now + TICKET_TTL_S)
+        # audited before the ticket exists, so that no ticket ever works unaudited
+        async with self._pool.acquire() as conn, conn.transaction():
+            await audit.record(conn, channel.owner_id, "enrolment.ticket_issued", card_id, {})
+        await store.put_ticket(self._redis, self._policy.prefix, _ticket_digest(ticket), grant, TICKET_TTL_S + 1)
+        return TicketAnswer(
+            ticket=ticket, h5_url=f"{self._policy.h5_base}/h5/#ticket={ticket}", expires_at=iso(now + TICKET_TTL_S)
+        )
+
+    async def redeem(self, ticket: str, device_jwk: dict[str, Any], device_name: str, source: str) -> EnrolmentAnswer:
+        """Enrol the page's key with a ticket; a used, unknown or expired ticket is refused alike."""
+        now = self._clock.now()
+        window = int(now // REDEEM_WINDOW_S)
+        source_digest = hashlib.sha256(source.encode()).digest()
+        used = await store.count_redeem(self._redis, self._policy.prefix, source_digest, window, 2 * REDEEM_WINDOW_S)
+        if used > self._policy.redeems_per_source:
+            wait = max(1, int((window + 1) * REDEEM_WINDOW_S - now + 0.999))
+            raise Refusal("too_many_requests", "too many enrolments from here; try again later", retry_after=wait)
+        _check_device_key(device_jwk)
+        grant = await store.take_ticket(self._redis, self._policy.prefix, _ticket_digest(ticket))
+        if grant is None or grant.expires_at <= now:
+            raise Refusal("ticket_invalid", "the ticket is unknown, used or expired; ask the channel app for a new one")
+        return await self._cards.enrol_card(grant.channel_id, grant.card_id, device_jwk, device_name, via="ticket")

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from datetime import datetime
 
+import redis.asyncio as aioredis
+
 from ecard.cards.models import (
     CardHolderRow,
     CardLock,
@@ -15,6 +17,7 @@ from ecard.cards.models import (
     NoticeDetail,
     NoticeRow,
     PinAttempt,
+    TicketGrant,
 )
 from ecard.kit.infra import Conn, Executor
 
@@ -312,3 +315,35 @@ async def holder_of_card(conn: Executor, card_id: str) -> CardHolderRow | None:
         id_sealed=bytes(row["id_sealed"]),
         id_index=bytes(row["id_index"]),
     )
+
+
+# --- enrolment tickets (Redis) -------------------------------------------------------------------------------
+# A ticket is kept only as its SHA-256, one key each, hash-tagged by that digest (docs/redis-keys.md).
+
+
+def _ticket_key(prefix: str, digest: bytes) -> str:
+    return f"{prefix}ticket:{{{digest.hex()}}}"
+
+
+async def put_ticket(redis: aioredis.Redis, prefix: str, digest: bytes, grant: TicketGrant, ttl_s: int) -> None:
+    value = f"{grant.card_id} {grant.channel_id} {grant.expires_at}"
+    await redis.set(_ticket_key(prefix, digest), value, ex=ttl_s)
+
+
+async def take_ticket(redis: aioredis.Redis, prefix: str, digest: bytes) -> TicketGrant | None:
+    """The ticket's grant, gone from Redis in the same step (GETDEL): a ticket is used once."""
+    raw = await redis.getdel(_ticket_key(prefix, digest))
+    if raw is None:
+        return None
+    card_id, channel_id, expires_at = (raw.decode() if isinstance(raw, bytes) else str(raw)).split(" ")
+    return TicketGrant(card_id=card_id, channel_id=channel_id, expires_at=float(expires_at))
+
+
+async def count_redeem(redis: aioredis.Redis, prefix: str, source_digest: bytes, window: int, ttl_s: int) -> int:
+    """Count one ticketed enrolment from a source address in `window`; how many so far, this one included."""
+    name = f"{prefix}ticket-redeem:{{{source_digest.hex()}}}:{window}"
+    async with redis.pipeline(transaction=True) as pipe:
+        pipe.incr(name)
+        pipe.expire(name, ttl_s)
+        used, _ = await pipe.execute()
+    return int(used)

@@ -78,6 +78,8 @@ STATUS_OF: dict[str, int] = {
     "login_expired": 410,
     "login_closed": 409,
     "number_mismatch": 403,
+    # citizen pages (H5): an enrolment ticket that is used, unknown or expired, all alike
+    "ticket_invalid": 401,
     # payments (API.md "Payments")
     "idempotency_conflict": 409,
     "pin_incorrect": 403,

@@ -11,7 +11,14 @@ from ecard.verify.models import (
     accepted,
     check_place,
 )
-from ecard.verify.service import Forwarder, LinkedCodes, VerifyDeps, verify_for_partner, verify_offline_tap
+from ecard.verify.service import (
+    Forwarder,
+    LinkedCodes,
+    VerifyDeps,
+    timeline,
+    verify_for_partner,
+    verify_offline_tap,
+)
 from ecard.verify.store import GroupCommit
 
 __all__ = [
@@ -28,6 +35,7 @@ __all__ = [
     "VerifyDeps",
     "accepted",
     "check_place",
+    "timeline",
     "verify_for_partner",
     "verify_offline_tap",
 ]

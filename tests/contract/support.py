@@ -22,7 +22,12 @@ def signers_for(method: str, path: str) -> tuple[str, ...]:
     """Who API.md says calls a route: the kinds of signed client, ("operator",) for a session, () when public."""
     if path.startswith("/v1/admin/") and path != "/v1/admin/sessions":
         return ("operator",)
-    if path in ("/v1/enrolments", "/v1/devices/{device_id}/pin-reset", "/v1/family/{link_id}/consent"):
+    if path in (
+        "/v1/enrolments",
+        "/v1/enrolments/tickets",
+        "/v1/devices/{device_id}/pin-reset",
+        "/v1/family/{link_id}/consent",
+    ):
         return ("channel",)
     if path == "/v1/verifications":
         return ("merchant", "terminal")
