@@ -44,7 +44,8 @@ from ecard.family import Family, FamilySettings
 from ecard.family.http import FamilyConsentController, FamilyController
 from ecard.federation import Audience, Federation, FederationSettings, IssuerRequestKeys
 from ecard.federation.http import FederationController, IssuerRequestKeyController, PartnerAdminController
-from ecard.h5 import H5_HANDLERS, PageSessions
+from ecard.h5 import PageSessions
+from ecard.h5.http import H5Controller
 from ecard.kit import heap
 from ecard.kit.audit import AuditSealer
 from ecard.kit.clock import Clock, SystemClock
@@ -467,7 +468,7 @@ def create_app(settings: Settings, clock: Clock | None = None) -> Litestar:
         ConsoleController,
         # issue 16: the citizen pages (H5)
         TicketedEnrolmentController,
-        *H5_HANDLERS,
+        H5Controller,
     ]
     if settings.load_echo:
         handlers.append(EchoController)

@@ -1,9 +1,6 @@
 """The citizen pages (H5) inside channel apps: server-rendered, read with a page session, changed by signed API
 requests from the page's own key."""
 
-from ecard.h5.http import H5Controller
 from ecard.h5.service import PageSessions
 
-H5_HANDLERS = (H5Controller,)
-
-__all__ = ["H5_HANDLERS", "PageSessions"]
+__all__ = ["PageSessions"]
