@@ -9,13 +9,10 @@ import base64
 import io
 import random
 import re
-import threading
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qsl, urlsplit
 
 import httpx
 import pytest
@@ -25,11 +22,11 @@ from playwright.async_api import Browser, ConsoleMessage, Page, Request, expect
 
 from tests.browser import browser, needs_chromium, screenshot, serious_violations
 from tests.live import LiveEcard, LiveWorld
-from tests.portal.oidc import PortalClient
+from tests.portal.oidc import PortalClient, portal_site
 from tests.standins import StandinBank
 
 pytestmark = needs_chromium
-__all__ = ["browser"]  # the fixture, used by name
+__all__ = ["browser", "portal_site"]  # the fixtures, used by name
 
 PIN = "246813"
 WATER = "wl-043"
@@ -375,39 +372,6 @@ async def test_a_used_ticket_opens_nothing(world: LiveWorld, browser: Browser) -
 
     await expect(second.locator("#status")).to_have_text("链接已使用或已过期，请回到渠道App重新打开。")
     assert "吴十" not in await second.content()
-
-
-class Callbacks(BaseHTTPRequestHandler):
-    """A portal's redirect target on loopback: remembers each callback's query."""
-
-    seen: list[dict[str, str]]
-
-    def do_GET(self) -> None:
-        target = urlsplit(self.path)
-        if target.path == "/callback":
-            self.seen.append(dict(parse_qsl(target.query)))
-        body = b"<!doctype html><title>portal</title><p>signed in</p>"
-        self.send_response(200)
-        self.send_header("Content-Type", "text/html")
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-    def log_message(self, format: str, *args: object) -> None:  # noqa: A002 - the signature http.server calls
-        return
-
-
-@pytest.fixture
-def portal_site() -> Iterator[tuple[str, list[dict[str, str]]]]:
-    seen: list[dict[str, str]] = []
-    server = ThreadingHTTPServer(("127.0.0.1", 0), type("PortalCallbacks", (Callbacks,), {"seen": seen}))
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}/callback", seen
-    finally:
-        server.shutdown()
-        server.server_close()
 
 
 async def test_a_portal_login_is_approved_with_the_number_by_keyboard_alone(

@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import secrets
+import threading
 import warnings
+from collections.abc import Iterator
 from dataclasses import dataclass
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit
 
 import httpx
+import pytest
 from authlib import deprecate
 from authlib.common.security import generate_token
 
@@ -184,3 +188,37 @@ async def same_device_login(parties: Parties, portal: PortalClient, device: Acto
     assert approved.status_code == 200, approved.text
     redirect: str = approved.json()["redirect_uri"]
     return pushed, redirect
+
+
+class _Callbacks(BaseHTTPRequestHandler):
+    """The portal's redirect target: remembers each callback's query and says so."""
+
+    seen: list[dict[str, str]]
+
+    def do_GET(self) -> None:
+        target = urlsplit(self.path)
+        if target.path == "/callback":  # not the browser's favicon request
+            self.seen.append(dict(parse_qsl(target.query)))
+        body = b"<!doctype html><title>portal</title><p>signed in</p>"
+        self.send_response(200)
+        self.send_header("Content-Type", "text/html")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, format: str, *args: object) -> None:  # noqa: A002 - the signature http.server calls
+        return
+
+
+@pytest.fixture
+def portal_site() -> Iterator[tuple[str, list[dict[str, str]]]]:
+    """A tiny real HTTP server on loopback as the portal's callback: its URL and the callbacks it received."""
+    seen: list[dict[str, str]] = []
+    server = ThreadingHTTPServer(("127.0.0.1", 0), type("PortalCallbacks", (_Callbacks,), {"seen": seen}))
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}/callback", seen
+    finally:
+        server.shutdown()
+        server.server_close()

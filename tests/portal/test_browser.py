@@ -6,9 +6,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import io
-import threading
-from collections.abc import AsyncIterator, Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from collections.abc import AsyncIterator
 from pathlib import Path
 from urllib.parse import parse_qsl, urlsplit
 
@@ -20,45 +18,10 @@ from playwright.async_api import Browser, ConsoleMessage, Page
 
 from tests.browser import browser, needs_chromium, screenshot, serious_violations
 from tests.live import LiveEcard, LiveWorld
-from tests.portal.oidc import PortalClient
+from tests.portal.oidc import PortalClient, portal_site
 
 pytestmark = needs_chromium
-__all__ = ["browser"]  # the fixture, used by name
-
-
-class Callbacks(BaseHTTPRequestHandler):
-    """The portal's redirect target: remembers each callback's query and says so."""
-
-    seen: list[dict[str, str]]
-
-    def do_GET(self) -> None:
-        target = urlsplit(self.path)
-        if target.path == "/callback":  # not the browser's favicon request
-            self.seen.append(dict(parse_qsl(target.query)))
-        body = b"<!doctype html><title>portal</title><p>signed in</p>"
-        self.send_response(200)
-        self.send_header("Content-Type", "text/html")
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-    def log_message(self, format: str, *args: object) -> None:  # noqa: A002 - the signature http.server calls
-        return
-
-
-@pytest.fixture
-def portal_site() -> Iterator[tuple[str, list[dict[str, str]]]]:
-    """A tiny real HTTP server on loopback as the portal's callback: its URL and the callbacks it received."""
-    seen: list[dict[str, str]] = []
-    handler = type("PortalCallbacks", (Callbacks,), {"seen": seen})
-    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}/callback", seen
-    finally:
-        server.shutdown()
-        server.server_close()
+__all__ = ["browser", "portal_site"]  # the fixtures, used by name
 
 
 @pytest.fixture
