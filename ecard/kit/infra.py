@@ -39,10 +39,10 @@ _CLUSTER_OUTAGE = (redis.exceptions.ClusterError, redis.exceptions.TryAgainError
 def unavailable_code(exc: BaseException) -> str | None:
     """The 503 problem code for an outage of a backing service, or None for a real bug.
 
-    A cache or database whose connections are all busy beyond the pool's wait is `overloaded`, not away.
+    A cache whose connections are all busy beyond the pool's wait is `overloaded`, not away.
     A bare OSError or timeout counts only when it came out of the database or cache client: a local file
     that cannot be read, or a peer's socket, is not PostgreSQL being away."""
-    if isinstance(exc, CacheBusy | DatabaseBusy):
+    if isinstance(exc, CacheBusy):
         return "overloaded"
     if isinstance(exc, redis.exceptions.ConnectionError | redis.exceptions.TimeoutError):
         return "cache_unavailable"
@@ -87,46 +87,11 @@ async def _keep_session(_: asyncpg.Connection[Any]) -> None:
     return None
 
 
-class DatabaseBusy(Exception):  # noqa: N818 - named for what the caller sees, like CacheBusy
-    """Every database connection stayed busy for the pool's whole wait: the service is overloaded, the database
-    is not down."""
-
-
-class BoundedDatabasePool(asyncpg.Pool):
-    """asyncpg's pool, with a query that finds every connection busy queueing for one up to `wait_s`, then shed
-    with DatabaseBusy (503 `overloaded`), rather than queueing without bound. A wait that began while a
-    connection was free is not bounded here: it is the connection being (re)made, and its own connect timeout
-    tells an outage (503 `database_unavailable`)."""
-
-    def __init__(self, *args: Any, wait_s: float, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self.wait_s = wait_s
-
-    async def _acquire(self, timeout: float | None) -> Any:  # noqa: ASYNC109 - asyncpg's own signature
-        # overrides asyncpg's one way in (Pool.acquire, and every pool.fetch* through it) to bound the queue
-        if timeout is not None or not self._queue.empty():  # type: ignore[attr-defined]
-            return await super()._acquire(timeout)  # type: ignore[misc]
-        try:
-            return await super()._acquire(self.wait_s)  # type: ignore[misc]
-        except TimeoutError:
-            from ecard.kit.metrics import SHED  # noqa: PLC0415 - as in BoundedPool
-
-            SHED.labels(reason="database_pool").inc()
-            raise DatabaseBusy("every database connection stayed busy") from None
-
-
-async def create_pool(url: str, min_size: int = 2, max_size: int = 10, wait_s: float = 5.0) -> asyncpg.Pool:
-    pool = BoundedDatabasePool(
+async def create_pool(url: str, min_size: int = 2, max_size: int = 10) -> asyncpg.Pool:
+    pool = await asyncpg.create_pool(
         url,
-        wait_s=wait_s,
-        connection_class=asyncpg.Connection,
-        record_class=asyncpg.Record,
         min_size=min_size,
         max_size=max_size,
-        max_queries=50000,
-        loop=None,
-        connect=None,
-        setup=None,
         init=_init_connection,
         reset=_keep_session,
         command_timeout=5,
@@ -134,7 +99,8 @@ async def create_pool(url: str, min_size: int = 2, max_size: int = 10, wait_s: f
         # a connection lost while PostgreSQL was away is dropped, not reused
         max_inactive_connection_lifetime=60,
     )
-    await pool
+    if pool is None:  # pragma: no cover - asyncpg returns None only when awaited oddly
+        raise RuntimeError("no pool")
     return pool
 
 
