@@ -13,6 +13,7 @@ from litestar import Request
 from litestar.datastructures import State
 from litestar.di import NamedDependency, Provide
 from litestar.params import SkipValidation
+from litestar.types import Scope
 
 from ecard.kit.principal import ClientKind, Principal
 from ecard.kit.refusal import Refusal
@@ -59,11 +60,11 @@ def provide(name: str) -> Provide:
     return Provide(collaborator, sync_to_thread=False)
 
 
-def _target(request: Request[Any, Any, Any]) -> tuple[str, str]:
+def target(scope: Scope) -> tuple[str, str]:
     """The path and query exactly as sent, which the signature covers."""
-    raw_path = request.scope.get("raw_path")
-    path = raw_path.decode("latin-1") if isinstance(raw_path, bytes) else request.url.path
-    return path, request.scope.get("query_string", b"").decode("latin-1")
+    raw_path = scope.get("raw_path")
+    path = raw_path.decode("latin-1") if isinstance(raw_path, bytes) else scope["path"]
+    return path, scope.get("query_string", b"").decode("latin-1")
 
 
 def signed_by(*kinds: ClientKind, defer_nonce: bool = False) -> Provide:
@@ -76,7 +77,7 @@ def signed_by(*kinds: ClientKind, defer_nonce: bool = False) -> Provide:
     async def principal(
         request: Request[Any, Any, Any], authenticator: NamedDependency[SkipValidation[SignedRequests]]
     ) -> Principal:
-        path, query = _target(request)
+        path, query = target(request.scope)
         return await authenticator.authenticate(
             request.method, path, query, request.headers, await request.body(), allowed, defer_nonce=defer_nonce
         )
@@ -110,7 +111,7 @@ def signed_or_anonymous(*kinds: ClientKind) -> Provide:
     ) -> Principal | None:
         if "signature" not in request.headers and "signature-input" not in request.headers:
             return None
-        path, query = _target(request)
+        path, query = target(request.scope)
         return await authenticator.authenticate(
             request.method, path, query, request.headers, await request.body(), allowed
         )

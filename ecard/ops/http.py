@@ -74,10 +74,10 @@ def access_middleware(app: ASGIApp) -> ASGIApp:
             await app(scope, receive, sending)
         finally:
             elapsed = time.perf_counter() - started
+            # the template the router (or the raw route in front of it) matched; nothing matched: "unmatched"
             handler = scope.get("route_handler")
-            route = (
-                scope.get("path_template") or (handler.paths and next(iter(handler.paths))) if handler else "unmatched"
-            )
+            route = scope.get("path_template") or (next(iter(handler.paths)) if handler and handler.paths else None)
+            route = route or "unmatched"
             REQUEST_SECONDS.labels(route=str(route), method=method, status=str(status)).observe(elapsed)
             if status >= 400:
                 state = scope.get("state") or {}
