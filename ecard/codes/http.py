@@ -10,6 +10,7 @@ import msgspec
 from litestar import Controller, MediaType, Request, Response, get, post
 from litestar.di import NamedDependency
 from litestar.openapi.datastructures import ResponseSpec
+from litestar.types import HTTPScope
 
 from ecard.codes.keys import KeyRing
 from ecard.codes.numeric import NumericCodes
@@ -21,6 +22,7 @@ from ecard.kit.edge import SIGNED_PROBLEMS, signed_by
 from ecard.kit.metrics import CODES_ISSUED
 from ecard.kit.principal import ClientKind, Principal
 from ecard.kit.problems import problems
+from ecard.kit.raw import RawAnswer, header, signed_principal
 from ecard.kit.refusal import Refusal
 
 # How long a terminal or a cache may reuse the key set unasked; a revocation reaches a fleet within this (plus the
@@ -77,6 +79,29 @@ async def _numeric(numeric_codes: NumericCodes, principal: Principal, card_id: s
         status_code=201,
         headers={"Cache-Control": "no-store"},
     )
+
+
+_ANSWER = msgspec.json.Encoder()
+_NO_STORE = ((b"cache-control", b"no-store"),)
+_DEVICES = frozenset({ClientKind.DEVICE})
+
+
+async def raw_code(scope: HTTPScope, body: bytes) -> RawAnswer | None:
+    """The controller's `mint` as a raw route (ecard/kit/raw.py), for the hot form: an EC1 code as JSON. The
+    numeric form, a QR image and a body the controller would refuse go on to the controller."""
+    try:
+        wanted = _code_request(body)
+    except Refusal:
+        return None
+    accept = header(scope, "accept")
+    if wanted.form != "ec1" or "image/png" in accept or "image/svg+xml" in accept:
+        return None
+    principal = await signed_principal(scope, body, _DEVICES, defer_nonce=True)
+    code_issuer: CodeIssuer = scope["app"].state.code_issuer
+    issued = await code_issuer.issue(principal, wanted.card_id)
+    CODES_ISSUED.labels(format="json").inc()
+    answer = CodeAnswer(issued.code, iso(issued.expires_at), iso(issued.refresh_after))
+    return RawAnswer(201, _ANSWER.encode(answer), _NO_STORE)
 
 
 class CodeController(Controller):

@@ -1,38 +1,25 @@
 """POST /v1/verifications: a merchant or terminal checks a code for one catalog item; the holder's history.
 
-The check itself is served by `VerificationRoute`, a raw ASGI route in front of Litestar (the hot path: Litestar's
-routing, dependency injection and response machinery were a sixth of a verification's CPU, load/PROFILE.md). The
-controller stays: it documents the route in the OpenAPI document and answers every request the raw route hands on
-(a body that is not a well-formed request, or too large), so that those get Litestar's own refusals."""
+The check is served as a raw route (`raw_verification`, ecard/kit/raw.py); the controller documents it and
+answers what the raw route hands on (a body that is not a well-formed request, or too large)."""
 
 from __future__ import annotations
 
 import time
-from collections.abc import Awaitable, Callable
 from typing import Any
 
 import msgspec
 from litestar import Controller, Request, get, post
-from litestar.datastructures import Headers
 from litestar.di import NamedDependency
-from litestar.enums import ScopeType
 from litestar.params import FromPath, JSONBody
-from litestar.types import (
-    ASGIApp,
-    HTTPRequestEvent,
-    HTTPResponseBodyEvent,
-    HTTPResponseStartEvent,
-    Receive,
-    ReceiveMessage,
-    Scope,
-    Send,
-)
+from litestar.types import HTTPScope
 
-from ecard.kit.edge import SIGNED_PROBLEMS, SignedRequests, signed_by, target
+from ecard.kit.edge import SIGNED_PROBLEMS, signed_by
 from ecard.kit.infra import unavailable_code
 from ecard.kit.metrics import VERIFICATIONS, VERIFY_SECONDS
 from ecard.kit.principal import ClientKind, Principal
-from ecard.kit.problems import internal_error_handler, problems, refusal_handler
+from ecard.kit.problems import problems
+from ecard.kit.raw import RawAnswer, signed_principal
 from ecard.kit.refusal import Refusal
 from ecard.verify.models import (
     REFUSALS,
@@ -91,88 +78,16 @@ class VerificationController(Controller):
 
 _REQUEST = msgspec.json.Decoder(VerificationRequest)
 _ANSWER = msgspec.json.Encoder()
-_JSON = (b"content-type", b"application/json")
 
 
-class VerificationRoute:
-    """`POST /v1/verifications` ahead of Litestar's router; everything else goes on to `app` untouched.
-
-    It reads the body (up to `max_body`), and when it decodes as a `VerificationRequest` it does what the
-    controller does: the signature check of `signed_by`, then `_check`. Refusals and failures are rendered by the
-    app's own handlers (`refusal_handler`, `internal_error_handler`), so their answers are the controller's byte
-    for byte. A body that does not decode, or is too large, is handed to Litestar as received, and gets Litestar's
-    refusal (400 `invalid_request` naming the field, 413)."""
-
-    def __init__(self, app: ASGIApp, max_body: int) -> None:
-        self._app = app
-        self._max_body = max_body
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != ScopeType.HTTP or scope["path"] != PATH or scope["method"] != "POST":
-            await self._app(scope, receive, send)
-            return
-        chunks: list[bytes] = []
-        size = 0
-        while True:
-            message = await receive()
-            if message["type"] != "http.request":
-                return  # the client went away before its request was whole: nobody to answer
-            chunk = message.get("body", b"")
-            chunks.append(chunk)
-            size += len(chunk)
-            if size > self._max_body:
-                await self._app(scope, _replay(chunks, receive, more_body=True), send)
-                return
-            if not message.get("more_body", False):
-                break
-        body = b"".join(chunks)
-        try:
-            data = _REQUEST.decode(body)
-        except (msgspec.DecodeError, RecursionError):
-            await self._app(scope, _replay([body], receive, more_body=False), send)
-            return
-        scope["path_template"] = PATH
-        try:
-            state = scope["app"].state
-            authenticator: SignedRequests = state.authenticator
-            path, query = target(scope)
-            principal = await authenticator.authenticate(
-                "POST", path, query, Headers.from_scope(scope), body, frozenset(_CHECKERS), defer_nonce=True
-            )
-            payload = _ANSWER.encode(await _check(principal, data, state.verify_deps))
-        except Exception as exc:  # rendered exactly as the app's exception handlers render it
-            await _problem(scope, receive, send, exc)
-            return
-        start: HTTPResponseStartEvent = {
-            "type": "http.response.start",
-            "status": 200,
-            "headers": [_JSON, (b"content-length", b"%d" % len(payload))],
-        }
-        await send(start)
-        whole: HTTPResponseBodyEvent = {"type": "http.response.body", "body": payload, "more_body": False}
-        await send(whole)
-
-
-def _replay(chunks: list[bytes], receive: Receive, *, more_body: bool) -> Callable[[], Awaitable[ReceiveMessage]]:
-    """`receive` for the app behind: the body read so far, then whatever the client still sends."""
-    body = b"".join(chunks)
-    sent = False
-
-    async def replayed() -> ReceiveMessage:
-        nonlocal sent
-        if sent:
-            return await receive()
-        sent = True
-        first: HTTPRequestEvent = {"type": "http.request", "body": body, "more_body": more_body}
-        return first
-
-    return replayed
-
-
-async def _problem(scope: Scope, receive: Receive, send: Send, exc: Exception) -> None:
-    request: Request[Any, Any, Any] = Request(scope, receive)
-    response = refusal_handler(request, exc) if isinstance(exc, Refusal) else internal_error_handler(request, exc)
-    await response.to_asgi_response(app=None, request=request)(scope, receive, send)
+async def raw_verification(scope: HTTPScope, body: bytes) -> RawAnswer | None:
+    """The controller's `create` as a raw route (ecard/kit/raw.py); a body that does not decode goes on to it."""
+    try:
+        data = _REQUEST.decode(body)
+    except (msgspec.DecodeError, RecursionError):
+        return None
+    principal = await signed_principal(scope, body, frozenset(_CHECKERS), defer_nonce=True)
+    return RawAnswer(200, _ANSWER.encode(await _check(principal, data, scope["app"].state.verify_deps)))
 
 
 class HistoryController(Controller):

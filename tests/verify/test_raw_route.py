@@ -1,5 +1,5 @@
-"""The raw route in front of Litestar (ecard/verify/http.py `VerificationRoute`), driven as a server drives it: the
-body in pieces, a body too large, a client that leaves mid-request. Whatever it hands on, Litestar answers."""
+"""The raw routes in front of Litestar (ecard/kit/raw.py), driven as a server drives them: the body in pieces, a
+body too large, a client that leaves mid-request. Whatever they hand on, Litestar answers as before."""
 
 from __future__ import annotations
 
@@ -12,10 +12,10 @@ from tests.support import Actor, World
 PATH = "/v1/verifications"
 
 
-def _signed(world: World, merchant: Actor, body: bytes) -> list[tuple[bytes, bytes]]:
+def _signed(world: World, merchant: Actor, body: bytes, path: str = PATH) -> list[tuple[bytes, bytes]]:
     headers = sign_request(
         "POST",
-        f"http://testserver.local{PATH}",
+        f"http://testserver.local{path}",
         body,
         merchant.key,
         merchant.key_id,
@@ -27,7 +27,7 @@ def _signed(world: World, merchant: Actor, body: bytes) -> list[tuple[bytes, byt
 
 
 async def _call(
-    world: World, headers: list[tuple[bytes, bytes]], pieces: list[bytes], *, leave: bool = False
+    world: World, headers: list[tuple[bytes, bytes]], pieces: list[bytes], *, leave: bool = False, path: str = PATH
 ) -> list[Any]:
     """The app's messages for a request whose body arrives in `pieces`; with `leave` the client goes away after them."""
     scope = {
@@ -36,8 +36,8 @@ async def _call(
         "http_version": "1.1",
         "method": "POST",
         "scheme": "http",
-        "path": PATH,
-        "raw_path": PATH.encode(),
+        "path": path,
+        "raw_path": path.encode(),
         "query_string": b"",
         "root_path": "",
         "headers": headers,
@@ -153,3 +153,28 @@ def _value(exposition: str, line: str) -> float:
         if row.startswith(line + " "):
             return float(row.rsplit(" ", 1)[1])
     return 0.0
+
+
+async def test_a_code_minted_through_the_raw_route_is_json_not_to_be_stored_and_verifies(world: World) -> None:
+    merchant = await world.merchant(["wl-030"])
+    device = await world.device()
+    body = b'{"form": "ec1"}'
+
+    sent = await _call(world, _signed(world, device, body, "/v1/codes"), [body[:5], body[5:]], path="/v1/codes")
+
+    status, headers, answer = _answer(sent)
+    assert (status, headers["content-type"], headers["cache-control"]) == (201, "application/json", "no-store")
+    assert set(answer) == {"code", "expires_at", "refresh_after"}
+    assert (await world.verify(merchant, answer["code"])).status_code == 200
+
+
+async def test_a_code_request_the_raw_route_declines_is_checked_for_its_signature_first(world: World) -> None:
+    device = await world.device()
+    body = b'{"form": "hex"}'
+    unsigned = [(b"content-type", b"application/json"), (b"host", b"testserver.local")]
+
+    refused = _answer(await _call(world, unsigned, [body], path="/v1/codes"))
+    wrong = _answer(await _call(world, _signed(world, device, body, "/v1/codes"), [body], path="/v1/codes"))
+
+    assert (refused[0], refused[2]["code"]) == (401, "signature_missing")
+    assert (wrong[0], wrong[2]["code"]) == (400, "invalid_request")
