@@ -6,6 +6,9 @@ Each side gets its own `ecard serve`, database (`<db>_ecard_ab_base` / `_ecard_a
 ECARD_LOAD_DB_SUFFIX) and Redis prefix; rounds alternate base, new, base, new... so that neighbours on a shared
 machine disturb both alike. Figures per side: closed-loop req/s and the app's CPU ms per verification (median
 over rounds), then p50/p99 of an open loop at the same fixed rate on both (70 % of the slower side's maximum).
+
+`--new-env NAME=VALUE` (repeatable) sets a variable for the new side only: with `--base HEAD` and a clean work
+tree, the A/B of one setting (e.g. `--new-env ECARD_RISK_RULES=0`).
 """
 
 from __future__ import annotations
@@ -41,8 +44,8 @@ def _export(ref: str, into: Path) -> Path:
     return into
 
 
-def _env(side: str, data_dir: Path) -> dict[str, str]:
-    env = dict(os.environ)
+def _env(side: str, data_dir: Path, extra: dict[str, str]) -> dict[str, str]:
+    env = dict(os.environ) | extra
     env.update(LONG_LIVED)
     env.update(ECARD_LOAD_ECHO="1", ECARD_REDIS_PREFIX=f"ecardab:{side}:{secrets.token_hex(4)}:")
     env["ECARD_DATA_DIR"] = str(data_dir)
@@ -53,8 +56,10 @@ def _env(side: str, data_dir: Path) -> dict[str, str]:
 
 
 @contextlib.contextmanager
-def _side(side: str, code: Path, folder: Path) -> Iterator[tuple[Server, dict[str, str]]]:
-    env = _env(side, folder / side)
+def _side(
+    side: str, code: Path, folder: Path, extra: dict[str, str] | None = None
+) -> Iterator[tuple[Server, dict[str, str]]]:
+    env = _env(side, folder / side, extra or {})
     try:
         ecard_cli(env, "migrate")
         with serving(env, 1, code) as server:
@@ -72,12 +77,19 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--base", default="HEAD", help="the commit to compare the work tree against")
     parser.add_argument("--rounds", type=int, default=3, help="alternating closed-loop rounds per side")
     parser.add_argument("--seconds", type=float, default=4.0, help="length of one round")
+    parser.add_argument(
+        "--new-env", action="append", default=[], metavar="NAME=VALUE", help="a variable for the new side only"
+    )
     args = parser.parse_args(argv)
+    new_extra = dict(item.split("=", 1) for item in args.new_env)
     plan = dataclasses.replace(QUICK, verify_s=args.seconds, fixed_s=args.seconds + 2, json_s=args.seconds)
     with tempfile.TemporaryDirectory(prefix="ecard-ab-") as tmp:
         folder = Path(tmp)
         base_code = _export(args.base, folder / "base-code")
-        with _side("base", base_code, folder) as (base, base_env), _side("new", REPO, folder) as (new, new_env):
+        with (
+            _side("base", base_code, folder) as (base, base_env),
+            _side("new", REPO, folder, new_extra) as (new, new_env),
+        ):
             benches = {}
             for side, server, env in (("base", base, base_env), ("new", new, new_env)):
                 cast = set_up(server.base_url, env, plan.devices)
@@ -98,6 +110,8 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"paced {side}: {_brief(paced[side])}", flush=True)
     shutil.rmtree(folder, ignore_errors=True)
     print(_report(args.base, rounds, paced, rate))
+    if new_extra:
+        print("new side's own settings: " + " ".join(args.new_env))
     print(_row("codes_json req/s", {s: _median(issuing[s], "rps") for s in SIDES}, 0, better_when_higher=True))
     cpu = {s: _median(issuing[s], "server_cpu_ms_per_req") for s in SIDES}
     print(_row("app CPU ms/code (JSON)", cpu, 3, better_when_higher=False))
