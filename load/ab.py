@@ -1,6 +1,6 @@
 """Before/after in one run: the verification route of an older commit (`--base`, default HEAD) and of the work
-tree, served side by side on one machine, driven in alternating rounds (verification, then code issuance as
-JSON); prints the ratios.
+tree, served side by side on one machine, driven in alternating rounds (verification, code issuance as JSON,
+then the bare echo the targets are ratios of); prints the ratios.
 
 Each side gets its own `ecard serve`, database (`<db>_ecard_ab_base` / `_ecard_ab_new`, plus
 ECARD_LOAD_DB_SUFFIX) and Redis prefix; rounds alternate base, new, base, new... so that neighbours on a shared
@@ -97,12 +97,16 @@ def main(argv: list[str] | None = None) -> int:
                 benches[side].mint(plan.warmup)
             rounds: dict[str, list[dict[str, Any]]] = {side: [] for side in SIDES}
             issuing: dict[str, list[dict[str, Any]]] = {side: [] for side in SIDES}
+            echoes: dict[str, list[dict[str, Any]]] = {side: [] for side in SIDES}
+            echo_code = {side: benches[side].mint(1)[0] for side in SIDES}
             for i in range(args.rounds):
                 for side in SIDES if i % 2 == 0 else SIDES[::-1]:
                     rounds[side].append(benches[side].verification())
                     print(f"round {i + 1} {side}: {_brief(rounds[side][-1])}", flush=True)
                     issuing[side].append(benches[side].codes_json())
                     print(f"round {i + 1} {side} codes_json: {_brief(issuing[side][-1])}", flush=True)
+                    echoes[side].append(benches[side].echo(echo_code[side]))
+                    print(f"round {i + 1} {side} echo: {_brief(echoes[side][-1])}", flush=True)
             rate = 0.7 * min(_median(rounds[side], "rps") for side in SIDES)
             paced = {}
             for side in SIDES:
@@ -115,6 +119,13 @@ def main(argv: list[str] | None = None) -> int:
     print(_row("codes_json req/s", {s: _median(issuing[s], "rps") for s in SIDES}, 0, better_when_higher=True))
     cpu = {s: _median(issuing[s], "server_cpu_ms_per_req") for s in SIDES}
     print(_row("app CPU ms/code (JSON)", cpu, 3, better_when_higher=False))
+    # the echo is the floor the targets are ratios of: a change that slowed it would flatter them
+    echo = {s: _median(echoes[s], "rps") for s in SIDES}
+    print(_row("echo req/s", echo, 0, better_when_higher=True))
+    echo_cpu = {s: _median(echoes[s], "server_cpu_ms_per_req") for s in SIDES}
+    print(_row("app CPU ms/echo", echo_cpu, 3, better_when_higher=False))
+    ratio = {s: _median(rounds[s], "rps") / echo[s] for s in SIDES}
+    print(_row("verification / echo", ratio, 3, better_when_higher=True))
     return 0
 
 
