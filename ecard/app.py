@@ -498,8 +498,8 @@ def create_app(settings: Settings, clock: Clock | None = None) -> Litestar:
         on_app_init=[_quiet_defaults],
         debug=False,
     )
-    # issue 13 (perf): the hot path as a raw route in front of Litestar's router; the access log and the latency
-    # histogram around both, once per request
+    # issue 13 (perf): the hot paths as raw routes in front of Litestar's router (ecard/kit/raw.py); the access log
+    # and the latency histogram around both, once per request
     app.asgi_handler = access_middleware(RawRoutes(app.asgi_handler, RAW_ROUTES, MAX_BODY))
     return app
 

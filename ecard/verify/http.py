@@ -33,7 +33,7 @@ from ecard.verify.models import (
 from ecard.verify.service import VerifyDeps, history, timeline, verify
 
 PATH = "/v1/verifications"
-_CHECKERS = (ClientKind.MERCHANT, ClientKind.TERMINAL)
+_CHECKERS = frozenset({ClientKind.MERCHANT, ClientKind.TERMINAL})
 
 
 async def _check(principal: Principal, data: VerificationRequest, deps: VerifyDeps) -> VerificationAnswer:
@@ -86,7 +86,7 @@ async def raw_verification(scope: HTTPScope, body: bytes) -> RawAnswer | None:
         data = _REQUEST.decode(body)
     except (msgspec.DecodeError, RecursionError):
         return None
-    principal = await signed_principal(scope, body, frozenset(_CHECKERS), defer_nonce=True)
+    principal = await signed_principal(scope, body, _CHECKERS, defer_nonce=True)
     return RawAnswer(200, _ANSWER.encode(await _check(principal, data, scope["app"].state.verify_deps)))
 
 
