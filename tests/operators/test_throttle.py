@@ -15,7 +15,14 @@ from ecard.kit import passwords
 from ecard.kit.passwords import LOGINS, PINS
 from ecard.operators.models import LoginPolicy
 from ecard.operators.service import source_of
-from tests.operators.support import Addresses, current_totp, login_checks, new_operator, wrong_totp
+from tests.operators.support import (
+    Addresses,
+    current_totp,
+    login_checks,
+    new_operator,
+    to_start_of_window,
+    wrong_totp,
+)
 from tests.support import World, problem
 
 POLICY = LoginPolicy()
@@ -30,6 +37,7 @@ def retry_after(answer: httpx.Response) -> int:
 async def test_a_source_over_its_allowance_is_throttled_before_any_hashing(world: World, addresses: Addresses) -> None:
     username, password, uri = await new_operator(world)
     attacker = "198.51.100.7"
+    to_start_of_window(world, POLICY.window_s)
     for _ in range(POLICY.per_source):
         answer = await addresses.login(attacker, "guess", "wrong-password-123", "123456")
         assert problem(answer)[1] in {"operator_credentials_invalid", "operator_locked"}
@@ -51,6 +59,7 @@ async def test_a_source_over_its_allowance_is_throttled_before_any_hashing(world
 
 async def test_a_username_over_its_allowance_is_throttled_from_every_source(world: World, addresses: Addresses) -> None:
     username, password, uri = await new_operator(world)
+    to_start_of_window(world, POLICY.window_s)
     # one attempt each from many sources: no source is over its own allowance or locked out
     for n in range(POLICY.per_username):
         answer = await addresses.login(f"203.0.113.{n + 1}", username, "wrong-password-123", "000000")
@@ -70,6 +79,7 @@ async def test_a_username_over_its_allowance_is_throttled_from_every_source(worl
 
 async def test_ipv6_sources_are_counted_per_64(world: World, addresses: Addresses) -> None:
     username, _, uri = await new_operator(world)
+    to_start_of_window(world, POLICY.window_s)
     for n in range(POLICY.per_source):
         answer = await addresses.login(
             f"2001:db8:1:2::{n + 1:x}", username, "wrong-password-123", wrong_totp(world, uri)
