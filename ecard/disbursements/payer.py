@@ -10,7 +10,6 @@ released only when no row is left ready, so a late credit can never overdraw it.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -25,6 +24,7 @@ from ecard.disbursements.service import Disbursements, batch_counts, batch_event
 from ecard.kit.clock import Clock, to_datetime
 from ecard.kit.ids import new_id
 from ecard.kit.infra import Conn
+from ecard.kit.supervisor import woken
 from ecard.payments import book_batch, enqueue_batch
 
 log = logging.getLogger("ecard.disbursements")
@@ -109,8 +109,7 @@ class Payer:
                     pass
             except _DB_ERRORS as exc:
                 log.warning("disbursement round failed", extra={"error_type": type(exc).__name__})
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), timeout=self._policy.poll_s)
+            await woken(self._wake, self._policy.poll_s)
 
     async def pay_next(self) -> bool:
         """Lease one batch that is due and work on it; False when none is."""

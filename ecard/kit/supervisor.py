@@ -9,7 +9,6 @@ The supervisor logs its type only (an exception's message can quote data), count
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import random
 import time
@@ -21,6 +20,20 @@ from ecard.kit.metrics import BACKGROUND_RESTARTS, BACKGROUND_UP
 log = logging.getLogger("ecard.supervisor")
 
 Loop = Callable[[], Coroutine[Any, Any, None]]
+
+
+async def woken(wake: asyncio.Event, within_s: float) -> bool:
+    """Wait up to `within_s` for `wake`; True when it was set. A loop's idle wait goes through here, not through
+    `asyncio.wait_for`: on Python 3.11, wait_for returns instead of raising when the task is cancelled in the turn
+    the event was set (python/cpython#86296, fixed in 3.12 by rewriting it on asyncio.timeout). Stopping the
+    service wakes its loops as it cancels them, so a loop could lose its cancellation and run on, and the
+    supervisor's stop() then waited for it for ever."""
+    try:
+        async with asyncio.timeout(within_s):
+            await wake.wait()
+    except TimeoutError:
+        return False
+    return True
 
 
 class Supervisor:
@@ -46,12 +59,13 @@ class Supervisor:
         return sorted(self._tasks)
 
     async def stop(self) -> None:
-        """Cancel every loop and wait for each to end."""
-        for task in self._tasks.values():
+        """Cancel every loop and wait for each to end. A cancellation of the stop itself (a shutdown's deadline)
+        ends the wait: it is not taken for one of the loops' own."""
+        tasks = list(self._tasks.values())
+        for task in tasks:
             task.cancel()
-        for task in self._tasks.values():
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        if tasks:
+            await asyncio.wait(tasks)
         self._tasks.clear()
 
     async def _keep(self, name: str, loop: Loop) -> None:

@@ -9,7 +9,6 @@ leases end. Each merchant gets a few deliveries at a time, so that one slow merc
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import logging
 import random
@@ -23,6 +22,7 @@ from ecard.bank import RequestSigner
 from ecard.kit.clock import Clock, iso, to_datetime
 from ecard.kit.ids import new_id
 from ecard.kit.infra import Conn
+from ecard.kit.supervisor import woken
 from ecard.payments import store
 from ecard.payments.destinations import DestinationRefused, Destinations
 from ecard.payments.models import Bill, LeasedEvent
@@ -222,8 +222,7 @@ class Callbacks:
                     leased = []
                 for event in leased:
                     self._started(event)
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._wake.wait(), timeout=self._policy.poll_s)
+                await woken(self._wake, self._policy.poll_s)
         finally:
             for task in list(self._in_flight):
                 task.cancel()

@@ -4,12 +4,13 @@ and what it failed with logged by type only."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 
 import pytest
 
 from ecard.kit.metrics import REGISTRY
-from ecard.kit.supervisor import Supervisor
+from ecard.kit.supervisor import Supervisor, woken
 from ecard.ops.logs import JsonFormatter
 from tests.support import World
 
@@ -102,6 +103,65 @@ async def test_two_loops_of_one_name_are_refused() -> None:
     with pytest.raises(ValueError, match="already supervised"):
         supervisor.start("twice", Flaky(failures=0).run)
     await supervisor.stop()
+
+
+class Idler:
+    """A loop shaped like the service's own (callbacks, disbursements): a round, then an idle wait for a wake-up."""
+
+    def __init__(self) -> None:
+        self.wake = asyncio.Event()
+        self.idle = asyncio.Event()
+        self.ended = asyncio.Event()
+
+    async def run(self) -> None:
+        try:
+            while True:
+                self.wake.clear()
+                self.idle.set()
+                await woken(self.wake, 60)
+        finally:
+            self.ended.set()
+
+
+async def test_a_loop_woken_in_the_turn_it_is_stopped_still_stops() -> None:
+    """Python 3.11's asyncio.wait_for lost such a cancellation (python/cpython#86296): the loop ran on and
+    stop() waited for ever, which hung the service's shutdown (and CI) once in a while."""
+    idler = Idler()
+    supervisor = Supervisor()
+    supervisor.start("idler", idler.run)
+    await idler.idle.wait()
+    idler.wake.set()
+    await asyncio.sleep(0)  # the wake-up is under way when the stop comes
+    async with asyncio.timeout(5):
+        await supervisor.stop()
+    assert idler.ended.is_set()
+
+
+async def test_stop_itself_can_be_cancelled() -> None:
+    """A shutdown with a deadline of its own is not held up by a loop that will not end."""
+    stubborn = asyncio.Event()
+
+    async def refuses_to_stop() -> None:
+        # the first cancellation is ignored; the test's loop ending sends the second
+        with contextlib.suppress(asyncio.CancelledError):
+            stubborn.set()
+            await asyncio.Event().wait()
+        await asyncio.Event().wait()
+
+    supervisor = Supervisor()
+    supervisor.start("stubborn", refuses_to_stop)
+    await stubborn.wait()
+    with pytest.raises(TimeoutError):
+        async with asyncio.timeout(0.05):
+            await supervisor.stop()
+
+
+async def test_woken_says_whether_the_wake_up_came() -> None:
+    wake = asyncio.Event()
+    wake.set()
+    assert await woken(wake, 60) is True
+    wake.clear()
+    assert await woken(wake, 0.01) is False
 
 
 async def test_the_service_runs_every_background_loop_supervised(world: World) -> None:
