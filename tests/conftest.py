@@ -28,6 +28,7 @@ from ecard.kit.clock import MovableClock
 from ecard.kit.crypto import b64u
 from ecard.kit.infra import database_name, migrate, recreate_database
 from tests.support import SERVICES_ENV, World
+from tests.watchdog import REPORTS, Watch, reports
 
 # In the suite's own processes, passwords and PINs are Argon2id at small parameters (t=1, 8 MiB): the same code
 # and the same hashes' format, at a hundredth of the CPU, which the suite otherwise spent half its time on. Live
@@ -39,6 +40,27 @@ passwords._DUMMY = passwords._HASHER.hash("ecard-timing-equaliser")
 def _suffix() -> str:
     """ECARD_TEST_DB_SUFFIX lets several test runs share one PostgreSQL server, each with databases of its own."""
     return os.environ.get("ECARD_TEST_DB_SUFFIX", "_ecard_test")
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_protocol(item: pytest.Item) -> object:
+    """A hung test ends its worker with its stacks reported (tests/watchdog.py) rather than the run's time limit."""
+    with Watch(item.nodeid):
+        return (yield)
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    if not hasattr(config, "workerinput"):
+        folder = tempfile.TemporaryDirectory(prefix="ecard-hangs-")
+        config.add_cleanup(folder.cleanup)
+        os.environ[REPORTS] = folder.name  # the workers it starts inherit it
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter, config: pytest.Config) -> None:
+    if not hasattr(config, "workerinput") and os.environ.get(REPORTS):
+        for report in reports(Path(os.environ[REPORTS])):
+            terminalreporter.write_sep("=", "a hung test")
+            terminalreporter.write_line(report)
 
 
 def pytest_sessionstart(session: pytest.Session) -> None:
