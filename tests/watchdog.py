@@ -19,6 +19,7 @@ from typing import Self
 
 import psutil
 
+# twenty times the slowest test of the suite (tests/payments/test_recovery.py, 43 s in a run on 2026-12-03)
 HANG_S = float(os.environ.get("ECARD_TEST_HANG_S", "900"))
 REPORTS = "ECARD_TEST_HANG_REPORTS"
 
