@@ -135,10 +135,14 @@ def create_app(settings: Settings, clock: Clock | None = None) -> Litestar:
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
         if not settings.database_url or not settings.redis_url:
             raise RuntimeError("ECARD_DATABASE_URL and ECARD_REDIS_URL must be set (`ecard serve` sets them)")
-        pool = await create_pool(settings.database_url, settings.db_pool_min, settings.db_pool_max)
+        pool = await create_pool(
+            settings.database_url, settings.db_pool_min, settings.db_pool_max, settings.db_pool_wait_s
+        )
         # issue 13, read replica: reads that tolerate lag go to a streaming replica when one is configured
         replica = (
-            await create_pool(settings.database_replica_url, settings.db_pool_min, settings.db_pool_max)
+            await create_pool(
+                settings.database_replica_url, settings.db_pool_min, settings.db_pool_max, settings.db_pool_wait_s
+            )
             if settings.database_replica_url
             else None
         )

@@ -112,6 +112,9 @@ class Settings:
     # before it is shed with 503 `overloaded` (ECARD_REDIS_POOL_SIZE, ECARD_REDIS_POOL_WAIT_S)
     redis_pool_size: int = 200
     redis_pool_wait_s: float = 1.0
+    # how long a query queues for a connection of a database pool whose connections are all busy before it is
+    # shed with 503 `overloaded` (ECARD_DB_POOL_WAIT_S; the pool's size is ECARD_DB_POOL_MAX)
+    db_pool_wait_s: float = 5.0
     # disbursement (资金发放, issue 12): a batch whose ready total exceeds this needs two operators' approvals; a
     # batch not approved within the TTL expires; the payer's concurrent bank credits, its batch lease, how often it
     # looks for work, and how often a transient bank fault is retried for one row in one pass
@@ -203,6 +206,7 @@ class Settings:
             family_match_window_s=_int(env, "ECARD_FAMILY_MATCH_WINDOW_S", 86400),
             redis_pool_size=_int(env, "ECARD_REDIS_POOL_SIZE", 200),
             redis_pool_wait_s=_float(env, "ECARD_REDIS_POOL_WAIT_S", 1.0),
+            db_pool_wait_s=_float(env, "ECARD_DB_POOL_WAIT_S", 5.0),
             disbursement_dual_approval_fen=_int(env, "ECARD_DISBURSEMENT_DUAL_APPROVAL_FEN", 10_000_000),
             disbursement_approval_ttl_s=_float(env, "ECARD_DISBURSEMENT_APPROVAL_TTL_S", 7 * 86400.0),
             disbursement_concurrency=_int(env, "ECARD_DISBURSEMENT_CONCURRENCY", 16),

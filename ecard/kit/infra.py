@@ -39,10 +39,10 @@ _CLUSTER_OUTAGE = (redis.exceptions.ClusterError, redis.exceptions.TryAgainError
 def unavailable_code(exc: BaseException) -> str | None:
     """The 503 problem code for an outage of a backing service, or None for a real bug.
 
-    A cache whose connections are all busy beyond the pool's wait is `overloaded`, not away.
+    A cache or database whose connections are all busy beyond the pool's wait is `overloaded`, not away.
     A bare OSError or timeout counts only when it came out of the database or cache client: a local file
     that cannot be read, or a peer's socket, is not PostgreSQL being away."""
-    if isinstance(exc, CacheBusy):
+    if isinstance(exc, CacheBusy | DatabaseBusy):
         return "overloaded"
     if isinstance(exc, redis.exceptions.ConnectionError | redis.exceptions.TimeoutError):
         return "cache_unavailable"
@@ -87,11 +87,71 @@ async def _keep_session(_: asyncpg.Connection[Any]) -> None:
     return None
 
 
-async def create_pool(url: str, min_size: int = 2, max_size: int = 10) -> asyncpg.Pool:
-    pool = await asyncpg.create_pool(
+class DatabaseBusy(Exception):  # noqa: N818 - named for what the caller sees, like CacheBusy
+    """Every database connection stayed busy for the pool's whole wait: the service is overloaded, the database
+    is not down."""
+
+
+class BoundedDatabasePool(asyncpg.Pool):
+    """asyncpg's pool behind a gate of `max_size` permits: a query finding every connection busy queues at the
+    gate up to `wait_s`, then is shed with DatabaseBusy (503 `overloaded`), rather than queueing without bound.
+
+    asyncpg's own acquire timeout is never used: it can leak a connection when it races a cancellation
+    (MagicStack/asyncpg#547, #955). Past the gate, asyncpg's acquire finds a connection free and waits at most
+    for it to be (re)made, which its connect timeout bounds (503 `database_unavailable`). A permit is given back
+    when asyncpg has put the connection back in its queue, by whatever way it got there (release, a connection
+    lost while held, terminate), so a cancelled release cannot free it early. A caller's acquire timeout only
+    shortens its wait at the gate."""
+
+    __slots__ = ("_gate", "wait_s")
+
+    def __init__(self, *args: Any, max_size: int, wait_s: float, **kwargs: Any) -> None:
+        super().__init__(*args, max_size=max_size, **kwargs)
+        self.wait_s = wait_s
+        self._gate = asyncio.Semaphore(max_size)
+
+    async def _acquire(self, timeout: float | None) -> PoolConnectionProxy[Any]:  # noqa: ASYNC109 - asyncpg API
+        # every way in (Pool.acquire awaited or entered, and pool.fetch*, execute*, copy_* through it) comes here
+        if self._gate.locked():
+            await self._queue_at_gate(self.wait_s if timeout is None else min(timeout, self.wait_s))
+        else:
+            await self._gate.acquire()  # a permit is free: returns without suspending
+        try:
+            proxy: PoolConnectionProxy[Any] = await super()._acquire(None)  # type: ignore[misc]
+        except BaseException:
+            self._gate.release()
+            raise
+        # the holder's in-use future is done once asyncpg has put the connection back in its queue
+        in_use: asyncio.Future[None] = proxy._holder._in_use  # type: ignore[attr-defined]  # noqa: SLF001
+        in_use.add_done_callback(self._give_back)
+        return proxy
+
+    async def _queue_at_gate(self, wait_s: float) -> None:
+        try:
+            async with asyncio.timeout(wait_s):
+                await self._gate.acquire()
+        except TimeoutError:
+            from ecard.kit.metrics import SHED  # noqa: PLC0415 - as in BoundedPool
+
+            SHED.labels(reason="database_pool").inc()
+            raise DatabaseBusy("every database connection stayed busy") from None
+
+    def _give_back(self, _: asyncio.Future[None]) -> None:
+        self._gate.release()
+
+
+async def create_pool(url: str, min_size: int = 2, max_size: int = 10, wait_s: float = 5.0) -> asyncpg.Pool:
+    """A pool of at most `max_size` connections; a query finding them all busy queues up to `wait_s` for one,
+    then fails with DatabaseBusy."""
+    pool = BoundedDatabasePool(
         url,
+        wait_s=wait_s,
+        connection_class=asyncpg.Connection,
+        record_class=asyncpg.Record,
         min_size=min_size,
         max_size=max_size,
+        max_queries=50000,
+        loop=None,
         init=_init_connection,
         reset=_keep_session,
         command_timeout=5,
@@ -99,9 +159,7 @@ async def create_pool(url: str, min_size: int = 2, max_size: int = 10) -> asyncp
         # a connection lost while PostgreSQL was away is dropped, not reused
         max_inactive_connection_lifetime=60,
     )
-    if pool is None:  # pragma: no cover - asyncpg returns None only when awaited oddly
-        raise RuntimeError("no pool")
-    return pool
+    return await pool
 
 
 class CacheBusy(redis.exceptions.RedisError):

@@ -92,7 +92,7 @@ ARGON2_SHED = Counter(
 )
 SHED = Counter(
     "ecard_shed",
-    "Requests refused 503 overloaded because a bounded queue stayed full, by what was full (cache_pool)",
+    "Requests refused 503 overloaded because a bounded queue stayed full, by what was full (cache_pool, database_pool)",
     ["reason"],
     registry=REGISTRY,
 )

@@ -6,7 +6,7 @@ import asyncpg
 import msgspec
 import redis.asyncio as aioredis
 
-from ecard.kit.infra import CacheBusy
+from ecard.kit.infra import CacheBusy, DatabaseBusy
 from ecard.ops import store
 
 
@@ -40,6 +40,9 @@ class Readiness:
         database = cache = "ok"
         try:
             await store.ping_database(self._pool, self._timeout)
+        except DatabaseBusy:
+            # as for the cache: every connection busy past the pool's wait
+            database = "busy"
         except Exception:
             database = "unavailable"
         try:
