@@ -53,17 +53,22 @@ class Node:
         return self.process is not None and self.process.poll() is None
 
 
-def _quiet_port() -> int:
-    """A free port below the kernel's ephemeral range: a port picked there (as `free_port` does) can be taken by any
-    outgoing connection before redis-server binds it, and a cluster node binds two (its port and its bus)."""
-    while True:
-        port = random.randrange(20_000, 32_000)
-        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+def _quiet_ports(count: int) -> list[int]:
+    """`count` different free ports below the kernel's ephemeral range: a port picked there (as `free_port` does)
+    can be taken by any outgoing connection before redis-server binds it, and a cluster node binds two (its port and
+    its bus). Each stays bound here until all are picked, so that no two nodes (nor a node's port and its bus) are
+    given the same one."""
+    with contextlib.ExitStack() as held:
+        ports: list[int] = []
+        while len(ports) < count:
+            port = random.randrange(20_000, 32_000)
+            sock = held.enter_context(socket.socket(socket.AF_INET, socket.SOCK_STREAM))
             try:
                 sock.bind((HOST, port))
             except OSError:
                 continue
-        return port
+            ports.append(port)
+        return ports
 
 
 class RedisClusterProcesses:
@@ -71,7 +76,8 @@ class RedisClusterProcesses:
 
     def __init__(self, folder: Path) -> None:
         self.folder = folder
-        self.nodes = [Node(_quiet_port(), _quiet_port(), folder / f"node-{n}") for n in range(NODES)]
+        ports = _quiet_ports(2 * NODES)
+        self.nodes = [Node(ports[2 * n], ports[2 * n + 1], folder / f"node-{n}") for n in range(NODES)]
 
     @property
     def url(self) -> str:
