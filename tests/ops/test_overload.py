@@ -43,9 +43,9 @@ async def _world(settings: Settings, clock: MovableClock) -> AsyncIterator[World
         yield World(app, client, clock)
 
 
-async def _shed_count(world: World) -> float:
+async def _shed_count(world: World, reason: str = "cache_pool") -> float:
     text = (await world.client.get("/metrics")).text
-    found = re.search(r'^ecard_shed_total\{reason="cache_pool"\} (\S+)$', text, re.MULTILINE)
+    found = re.search(rf'^ecard_shed_total\{{reason="{reason}"\}} (\S+)$', text, re.MULTILINE)
     return float(found.group(1)) if found else 0.0
 
 
@@ -137,12 +137,6 @@ async def test_a_stopped_cache_behind_a_tiny_pool_is_cache_unavailable(settings:
         await proxy.stop()
 
 
-async def _database_shed_count(world: World) -> float:
-    text = (await world.client.get("/metrics")).text
-    found = re.search(r'^ecard_shed_total\{reason="database_pool"\} (\S+)$', text, re.MULTILINE)
-    return float(found.group(1)) if found else 0.0
-
-
 async def test_a_busy_database_pool_is_overloaded_then_serves_again(settings: Settings, clock: MovableClock) -> None:
     tiny = dataclasses.replace(settings, db_pool_min=1, db_pool_max=2, db_pool_wait_s=0.5)
     async with _world(tiny, clock) as world:
@@ -151,7 +145,7 @@ async def test_a_busy_database_pool_is_overloaded_then_serves_again(settings: Se
         codes = [await world.code(device) for _ in range(3)]
         # one verification first, so that what the route caches (terminal, item, merchant, keys) is warm
         assert (await world.verify(merchant, await world.code(device), "wl-030")).status_code == 200
-        before = await _database_shed_count(world)
+        before = await _shed_count(world, "database_pool")
 
         # both of the app's database connections, taken and held as two long queries would hold them
         pool: asyncpg.Pool = world.app.state.pool
@@ -169,7 +163,7 @@ async def test_a_busy_database_pool_is_overloaded_then_serves_again(settings: Se
         assert ready.json() == {"status": "not_ready", "database": "busy", "cache": "ok"}
         # a query shed for the verifications (one, when their records went into one group commit) and one for the
         # readiness probe at least; background loops sharing the pool may add more
-        assert await _database_shed_count(world) >= before + 2
+        assert await _shed_count(world, "database_pool") >= before + 2
         # nothing was used up by the shed requests: with the connections free, each code is accepted once
         again = [await world.verify(merchant, code, "wl-030") for code in codes]
         assert [a.status_code for a in again] == [200] * 3, [a.text for a in again]
