@@ -144,7 +144,10 @@ class Bench:
         rate = max_rps * self.plan.fixed_share
         requests = self.factory.verifications(self.mint(max(1, int(rate * self.plan.fixed_s))))
         meter = Meter(self.app, self.database_url).start()
+        sampler = self._sample("fixed_rate", self.plan.fixed_s)
         outcome = run(self._job(requests, 200, float("inf"), rate), self.plan.procs)
+        if sampler is not None:
+            self.profiles["fixed_rate"] = sampler.finish()
         return {"target_rps": round(rate, 1), **figures(outcome, 200, meter.read())}
 
     def crowd(self, max_rps: float) -> dict[str, Any]:
