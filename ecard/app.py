@@ -549,6 +549,7 @@ def _risk_settings(settings: Settings) -> RiskSettings:
         harvest_window_s=settings.risk_harvest_window_s,
         harvest_cards=settings.risk_harvest_cards,
         act_on=settings.risk_act_on,
+        batch_s=settings.risk_batch_s,
         prefix=settings.redis_prefix,
     )
 

@@ -128,6 +128,7 @@ class Settings:
     # the kinds whose high-severity events act on the card at once, and how often the audit chain is checked
     risk_rules: bool = True
     risk_queue_size: int = 10_000
+    risk_batch_s: float = 0.05
     risk_velocity_window_s: int = 600
     risk_velocity_max: int = 20
     risk_travel_kmh: float = 300.0
@@ -215,6 +216,7 @@ class Settings:
             disbursement_retries=_int(env, "ECARD_DISBURSEMENT_RETRIES", 3),
             risk_rules=(env.get("ECARD_RISK_RULES") or "1") != "0",
             risk_queue_size=_int(env, "ECARD_RISK_QUEUE_SIZE", 10_000),
+            risk_batch_s=_float(env, "ECARD_RISK_BATCH_S", 0.05),
             risk_velocity_window_s=_int(env, "ECARD_RISK_VELOCITY_WINDOW_S", 600),
             risk_velocity_max=_int(env, "ECARD_RISK_VELOCITY_MAX", 20),
             risk_travel_kmh=_float(env, "ECARD_RISK_TRAVEL_KMH", 300.0),

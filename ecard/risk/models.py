@@ -41,6 +41,8 @@ class RiskSettings:
     harvest_cards: int = 20
     act_on: frozenset[str] = field(default_factory=lambda: frozenset({"impossible_travel", "pin_guessing"}))
     prefix: str = "ecard:"
+    # how long the rules wait, after an observation, for others to join its batch (they run off the answer's path)
+    batch_s: float = 0.05
 
 
 @dataclass(frozen=True)
