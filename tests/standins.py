@@ -1,4 +1,4 @@
-"""Stand-ins of external systems as real processes on loopback ports: `ecard standin bank`, for now.
+"""Stand-ins of external systems as real processes on loopback ports: `ecard standin bank` and `ecard standin yukuai`.
 
     @pytest.fixture
     def bank(tmp_path: Path) -> Iterator[StandinBank]:
@@ -112,3 +112,16 @@ class StandinBank(ServerProcess):
     async def _call(self, method: str, path: str, body: dict[str, Any] | None = None) -> httpx.Response:
         async with httpx.AsyncClient(base_url=self.base, timeout=10.0) as client:
             return await client.request(method, path, json=body)
+
+
+class StandinYukuai(ServerProcess):
+    """`ecard standin yukuai` on a free loopback port, checking the signatures of the ecard it trusts."""
+
+    name = "yukuai"
+
+    def __init__(self, folder: Path, trust_keys: str) -> None:
+        super().__init__(folder)
+        self.trust_keys = trust_keys
+
+    def command(self) -> list[str]:
+        return ["standin", "yukuai", "--port", str(self.port), "--trust-keys", self.trust_keys, "--code-ttl", "60"]

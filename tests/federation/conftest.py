@@ -6,25 +6,12 @@ import asyncio
 import contextlib
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
-from pathlib import Path
 
 import httpx
 import pytest
 
-from tests.live import LiveEcard, LiveWorld, ServerProcess
-
-
-class StandinYukuai(ServerProcess):
-    """`ecard standin yukuai` on a free loopback port, checking the signatures of the ecard it trusts."""
-
-    name = "yukuai"
-
-    def __init__(self, folder: Path, trust_keys: str) -> None:
-        super().__init__(folder)
-        self.trust_keys = trust_keys
-
-    def command(self) -> list[str]:
-        return ["standin", "yukuai", "--port", str(self.port), "--trust-keys", self.trust_keys, "--code-ttl", "60"]
+from tests.live import LiveEcard, LiveWorld
+from tests.standins import StandinYukuai
 
 
 @dataclass

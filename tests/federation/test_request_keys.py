@@ -23,8 +23,7 @@ from ecard.kit.jwk import ALG_ED25519, public_jwk, thumbprint
 from ecard.kit.refusal import Refusal
 from ecard.kit.signing import authority, sign_answer, sign_request, verify_answer
 from tests.bank.conftest import KeySetServer
-from tests.federation.conftest import StandinYukuai
-from tests.standins import StandinBank
+from tests.standins import StandinBank, StandinYukuai
 from tests.support import World
 
 

@@ -15,10 +15,9 @@ import pytest
 from playwright.async_api import Browser, Request, expect
 
 from tests.browser import needs_chromium, screenshot, serious_violations
-from tests.contract.installation import StandinYukuai
 from tests.h5.test_browser import bank, browser, opened, qr_text, visit, world
 from tests.live import LiveEcard, LiveWorld
-from tests.standins import StandinBank
+from tests.standins import StandinBank, StandinYukuai
 from tests.support import problem
 
 pytestmark = needs_chromium
