@@ -79,8 +79,7 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
         os.environ.setdefault("ECARD_PUBLIC_URL", f"http://{args.host}:{args.port}")
         if embedded and not live.bank_url:
             os.environ["ECARD_BANK_URL"] = beside.enter_context(_standin_bank_beside(live, args.host, args.port))
-        print(f"ecard serving on http://{args.host}:{args.port} (issuer {live.issuer_id})", file=sys.stderr)
-        uvicorn.run(
+        config = uvicorn.Config(
             "ecard.app:create_app_from_env",
             factory=True,
             host=args.host,
@@ -92,6 +91,21 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
             log_level="warning",
             lifespan="on",
         )
+        # Listening before the app starts, so that once the line below is printed a connection is never refused:
+        # it waits in the backlog until the app (each worker's, with --workers N) is up and answers it.
+        sock = config.bind_socket()
+        sock.listen(config.backlog)
+        print(f"ecard serving on http://{args.host}:{args.port} (issuer {live.issuer_id})", file=sys.stderr)
+        if args.workers > 1:
+            from uvicorn.supervisors import Multiprocess  # noqa: PLC0415
+
+            Multiprocess(config, sockets=[sock]).run()
+            return 0
+        server = uvicorn.Server(config)
+        with contextlib.suppress(KeyboardInterrupt):
+            server.run(sockets=[sock])
+        if not server.started:
+            return 3  # uvicorn's own exit status for an app that failed to start
     return 0
 
 

@@ -70,6 +70,29 @@ async def test_ecard_serve_with_workers_and_settings_from_the_environment(
         assert 119 <= lifetime <= 125
 
 
+async def test_once_ecard_serve_says_where_it_serves_a_request_there_is_answered(
+    service_urls: tuple[str, str], tmp_path: Path
+) -> None:
+    """A script may wait for `ecard serving on http://HOST:PORT` and connect at once: it is not refused."""
+    database_url = await recreate_database(service_urls[0], "_contract_announce")
+    served = LiveEcard("cq", database_url, service_urls[1], tmp_path)
+    process = await asyncio.create_subprocess_exec(
+        *served.argv(), cwd=REPO, env=served.env, stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE
+    )
+    assert process.stderr is not None
+    try:
+        async with asyncio.timeout(120):
+            while b"ecard serving on" not in (line := await process.stderr.readline()):
+                assert line, "ecard serve ended before it said where it serves"
+            async with httpx.AsyncClient(timeout=30.0) as client:
+                health = await client.get(f"{served.base}/healthz")
+    finally:
+        process.terminate()
+        await process.wait()
+
+    assert health.status_code == 200, health.text
+
+
 async def test_ecard_migrate_is_idempotent_and_safe_from_many_hosts_at_once(service_urls: tuple[str, str]) -> None:
     """`ecard migrate` applies `migrations/` (idempotent, safe to run from many hosts at once)."""
     database_url = await recreate_database(service_urls[0], "_contract_migrate")
