@@ -106,10 +106,12 @@ class FederationController(Controller):
         request: Request[Any, Any, Any],
         principal: NamedDependency[Principal],
         data: JSONBody[FederatedVerificationRequest],
-        federation: NamedDependency[Federation],
-        verify_deps: NamedDependency[VerifyDeps],
-        request_keys: NamedDependency[IssuerRequestKeys],
     ) -> Response[bytes]:
+        # Collaborators from the app's state rather than dependencies beside `principal`: Litestar resolves
+        # dependencies of one level in an anyio task group, on every request (load/PROFILE.md, 2026-12-07).
+        federation: Federation = request.app.state.federation
+        verify_deps: VerifyDeps = request.app.state.verify_deps
+        request_keys: IssuerRequestKeys = request.app.state.request_keys
         params = signing.parse_signature_params(request.headers, has_body=True)
         # API.md's partner request (no tag, no @authority) stays valid; what a partner does sign must be for us
         signing.require_peer(params, TAGS[Audience.FEDERATION], request.headers, federation.authorities, required=False)
