@@ -81,7 +81,7 @@ from ecard.portal import Held, Portals, Provider, SigningKeys
 from ecard.portal.http import LoginController, OAuthController, PortalAdminController, ProviderController
 from ecard.risk import AuditWatch, RiskEvents, RiskInbox, RiskSettings
 from ecard.risk.http import RiskAdminController
-from ecard.verify import GroupCommit, VerifyDeps
+from ecard.verify import VerifyDeps, verification_records
 from ecard.verify.http import HistoryController, VerificationController, raw_verification
 from ecard.yukuai import YukuaiLinks, YukuaiPlatform, check_platform_url
 from ecard.yukuai.http import YukuaiLinkController
@@ -269,7 +269,7 @@ def create_app(settings: Settings, clock: Clock | None = None) -> Litestar:
             issuer=settings.issuer_id,
             skew_s=settings.clock_skew_s,
             prefix=settings.redis_prefix,
-            records=GroupCommit(pool),  # issue 13 (perf): group commit of verification records
+            records=verification_records(pool),  # issue 13 (perf): group commit of verification records
             forwarder=federation,
             linked=yukuai if platform is not None else None,
             numeric=state.numeric_codes,

@@ -234,6 +234,8 @@ class Federation:
         self._partners: dict[str, Partner] = {}
         self._loaded_at = 0.0
         self._breakers: dict[str, Breaker] = {}
+        # what partners decided, recorded in groups as local verifications are (issue 13)
+        self._forwarded = store.forwarded_records(pool)
 
     @property
     def issuer(self) -> str:
@@ -381,17 +383,18 @@ class Federation:
         }
         remote_id, card = await self._decide(partner, body, item.discloses)
         verification_id = new_id("vrf")
-        await store.record_forwarded(
-            self._pool,
-            verification_id,
-            partner.issuer,
-            remote_id,
-            venue.merchant_id,
-            item.item_code,
-            venue.terminal_id,
-            venue.place,
-            sorted(k for k in card if k != "region"),
-            to_datetime(now),
+        await self._forwarded.record(
+            store.ForwardedRecord(
+                verification_id,
+                partner.issuer,
+                remote_id,
+                venue.merchant_id,
+                item.item_code,
+                venue.terminal_id,
+                venue.place,
+                sorted(k for k in card if k != "region"),
+                to_datetime(now),
+            )
         )
         return Verification(verification_id, item.item_code, now, card)
 

@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import contextlib
+import functools
+import json
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 import asyncpg
 import msgspec
 
+from ecard.kit.groupcommit import GroupCommit
 from ecard.kit.infra import Conn, Executor
 
 
@@ -126,28 +130,51 @@ async def set_partner_status(conn: Executor, issuer: str, status: str) -> str | 
     return value
 
 
-async def record_forwarded(
-    pool: asyncpg.Pool,
-    verification_id: str,
-    issuer: str,
-    remote_verification_id: str,
-    merchant_id: str,
-    item_code: str,
-    terminal_id: str | None,
-    place: dict[str, Any] | None,
-    disclosed: list[str],
-    at: datetime,
-) -> None:
+@dataclass(frozen=True)
+class ForwardedRecord:
+    """What this issuer keeps of a verification a partner decided: who asked, and the partner's record of it."""
+
+    verification_id: str
+    issuer: str
+    remote_verification_id: str
+    merchant_id: str
+    item_code: str
+    terminal_id: str | None
+    place: dict[str, Any] | None
+    disclosed: list[str]
+    at: datetime
+
+
+_RECORD_FORWARDED_MANY = """
+INSERT INTO forwarded_verifications (verification_id, issuer, remote_verification_id, merchant_id, item_code,
+                                     terminal_id, place, disclosed, verified_at)
+SELECT verification_id, issuer, remote_verification_id, merchant_id, item_code, terminal_id, place::jsonb,
+       ARRAY(SELECT e FROM jsonb_array_elements_text(disclosed::jsonb) WITH ORDINALITY AS d(e, k) ORDER BY k),
+       verified_at
+FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[], $8::text[],
+            $9::timestamptz[])
+    AS i(verification_id, issuer, remote_verification_id, merchant_id, item_code, terminal_id, place, disclosed,
+         verified_at)
+"""
+
+
+async def record_forwarded_many(pool: asyncpg.Pool, records: list[ForwardedRecord]) -> list[None]:
+    """Every record in one statement and one commit."""
     await pool.execute(
-        "INSERT INTO forwarded_verifications (verification_id, issuer, remote_verification_id, merchant_id, item_code,"
-        " terminal_id, place, disclosed, verified_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
-        verification_id,
-        issuer,
-        remote_verification_id,
-        merchant_id,
-        item_code,
-        terminal_id,
-        place,
-        disclosed,
-        at,
+        _RECORD_FORWARDED_MANY,
+        [r.verification_id for r in records],
+        [r.issuer for r in records],
+        [r.remote_verification_id for r in records],
+        [r.merchant_id for r in records],
+        [r.item_code for r in records],
+        [r.terminal_id for r in records],
+        [None if r.place is None else json.dumps(r.place) for r in records],
+        [json.dumps(r.disclosed) for r in records],
+        [r.at for r in records],
     )
+    return [None] * len(records)
+
+
+def forwarded_records(pool: asyncpg.Pool) -> GroupCommit[ForwardedRecord, None]:
+    """The records of forwarded verifications that arrive together, in one statement and one commit."""
+    return GroupCommit(functools.partial(record_forwarded_many, pool))

@@ -19,12 +19,11 @@ from ecard.verify.service import (
     verify_for_partner,
     verify_offline_tap,
 )
-from ecard.verify.store import GroupCommit
+from ecard.verify.store import verification_records
 
 __all__ = [
     "REFUSALS",
     "Forwarder",
-    "GroupCommit",
     "LinkedCodes",
     "ShortText",
     "TerminalId",
@@ -36,6 +35,7 @@ __all__ = [
     "accepted",
     "check_place",
     "timeline",
+    "verification_records",
     "verify_for_partner",
     "verify_offline_tap",
 ]

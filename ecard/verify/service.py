@@ -16,6 +16,7 @@ from ecard.codes import KeyRing, NumericCodes, Token, check_signature, decode, i
 from ecard.kit import cache
 from ecard.kit.clock import Clock, iso, to_datetime
 from ecard.kit.crypto import Keys, SealError
+from ecard.kit.groupcommit import GroupCommit
 from ecard.kit.ids import id_from_bytes, id_to_bytes, new_id
 from ecard.kit.principal import ClientKind, NonceClaim, Principal
 from ecard.kit.refusal import Refusal
@@ -77,8 +78,8 @@ class VerifyDeps:
     issuer: str
     skew_s: int
     prefix: str
-    # the durable records of verifications, written in groups (store.GroupCommit)
-    records: store.GroupCommit
+    # the durable records of verifications, written in groups (store.verification_records)
+    records: GroupCommit[store.NewRecord, RecordedCard | None]
     forwarder: Forwarder | None = None
     linked: LinkedCodes | None = None
     # where reads that tolerate lag go (the holder's history): a streaming replica, or None for `pool`

@@ -3,7 +3,7 @@ stands; the holder's view of the card's verifications."""
 
 from __future__ import annotations
 
-import asyncio
+import functools
 import json
 from dataclasses import dataclass
 from datetime import datetime
@@ -13,6 +13,7 @@ import asyncpg
 import redis.asyncio as aioredis
 
 from ecard.kit import cache
+from ecard.kit.groupcommit import GroupCommit
 from ecard.kit.principal import NonceClaim
 from ecard.verify.models import RecordedCard, VerificationRow
 
@@ -90,73 +91,9 @@ async def record_many(pool: asyncpg.Pool, records: list[NewRecord]) -> list[Reco
     return [None if row is None else RecordedCard(**{k: v for k, v in row.items() if k != "n"}) for row in found]
 
 
-class GroupCommit:
-    """The records of verifications that arrive together go to PostgreSQL in one statement and one commit.
-
-    A record waits at most for the writes already in flight (`in_flight` at once); whatever arrived meanwhile goes
-    in the next. Each caller gets its answer only once the statement holding its own record has committed. A
-    batch that hits a code recorded before (a retry whose first answer was lost) is written again one by one,
-    so that only that request is refused."""
-
-    def __init__(self, pool: asyncpg.Pool, in_flight: int = 4, max_rows: int = 200) -> None:
-        self._pool = pool
-        self._in_flight_max = in_flight
-        self._max_rows = max_rows
-        self._in_flight = 0
-        self._waiting: list[tuple[NewRecord, asyncio.Future[RecordedCard | None]]] = []
-        self._scheduled = False
-        self._tasks: set[asyncio.Task[None]] = set()
-
-    async def record(self, new: NewRecord) -> RecordedCard | None:
-        loop = asyncio.get_running_loop()
-        future: asyncio.Future[RecordedCard | None] = loop.create_future()
-        self._waiting.append((new, future))
-        self._schedule(loop)
-        return await future
-
-    def _schedule(self, loop: asyncio.AbstractEventLoop) -> None:
-        # on the next turn of the loop, so that every record arriving in this one joins the batch
-        if not self._scheduled and self._waiting and self._in_flight < self._in_flight_max:
-            self._scheduled = True
-            loop.call_soon(self._flush)
-
-    def _flush(self) -> None:
-        self._scheduled = False
-        batch, self._waiting = self._waiting[: self._max_rows], self._waiting[self._max_rows :]
-        self._in_flight += 1
-        task = asyncio.get_running_loop().create_task(self._write(batch))
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
-        self._schedule(asyncio.get_running_loop())
-
-    async def _write(self, batch: list[tuple[NewRecord, asyncio.Future[RecordedCard | None]]]) -> None:
-        try:
-            try:
-                rows = await record_many(self._pool, [new for new, _ in batch])
-            except asyncpg.UniqueViolationError:
-                await self._one_by_one(batch)
-            except Exception as exc:
-                for _, future in batch:
-                    if not future.done():
-                        future.set_exception(exc)
-            else:
-                for (_, future), row in zip(batch, rows, strict=True):
-                    if not future.done():
-                        future.set_result(row)
-        finally:
-            self._in_flight -= 1
-            self._schedule(asyncio.get_running_loop())
-
-    async def _one_by_one(self, batch: list[tuple[NewRecord, asyncio.Future[RecordedCard | None]]]) -> None:
-        for new, future in batch:
-            try:
-                row = await record_many(self._pool, [new])
-            except Exception as exc:
-                if not future.done():
-                    future.set_exception(exc)
-            else:
-                if not future.done():
-                    future.set_result(row[0])
+def verification_records(pool: asyncpg.Pool) -> GroupCommit[NewRecord, RecordedCard | None]:
+    """The records of verifications that arrive together, in one statement and one commit (`record_many`)."""
+    return GroupCommit(functools.partial(record_many, pool))
 
 
 def code_claim_key(prefix: str, cti: bytes) -> str:

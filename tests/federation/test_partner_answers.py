@@ -4,6 +4,7 @@ plays every misbehaviour on a loopback port."""
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import json
 import os
@@ -173,6 +174,27 @@ async def test_a_partners_accept_reaches_the_terminal_cut_to_what_the_item_discl
     async with world.app.state.pool.acquire() as conn:
         disclosed = await conn.fetchval("SELECT disclosed FROM forwarded_verifications")
     assert disclosed == ["name_masked", "pseudonym"]
+
+
+async def test_accepts_arriving_together_are_each_recorded_under_the_id_their_terminal_was_given(
+    world: World, partner: ScriptedPartner
+) -> None:
+    library = await world.merchant([JOINT])
+    card = {"region": "sc", "pseudonym": "psn_abcdefgh"}
+
+    def fresh_accept(request_headers: dict[str, str], _: bytes) -> tuple[int, bytes, dict[str, str]]:
+        body = accept_body(card, verification_id=f"vrf_remote_{os.urandom(6).hex()}")
+        return 200, body, partner.sign(200, body, request_headers)
+
+    partner.answer = fresh_accept
+    # as many at once as the scripted partner's listen backlog (http.server's 5) lets through
+    answers = await asyncio.gather(*(world.verify(library, partner.code(), JOINT) for _ in range(5)))
+
+    assert [a.status_code for a in answers] == [200] * 5, [a.text for a in answers if a.status_code != 200]
+    async with world.app.state.pool.acquire() as conn:
+        rows = await conn.fetch("SELECT verification_id, remote_verification_id FROM forwarded_verifications")
+    assert sorted(r["verification_id"] for r in rows) == sorted(a.json()["verification_id"] for a in answers)
+    assert len({r["remote_verification_id"] for r in rows}) == 5
 
 
 def _replayed(partner: ScriptedPartner) -> Answer:
