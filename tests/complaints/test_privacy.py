@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import re
 
 import pytest
 
@@ -13,8 +14,14 @@ from tests.support import World, problem
 TEXT = "仙女山某酒店前台把我的身份证拍照发到了微信群 TEXT-7f3a9c"
 CONTACT = "微信 ouyang-mingyue-13912345678"
 REPLY = "已约谈该酒店并删除照片 REPLY-51be02"
-# every six characters in a row of what the citizen and the operator wrote: a piece of it is a leak too
-SECRETS = tuple({s[i : i + 6] for s in (TEXT, CONTACT, REPLY) for i in range(len(s) - 5)})
+_WRITTEN = (TEXT, CONTACT, REPLY)
+# every six characters in a row of what the citizen and the operator wrote: a piece of it is a leak too. Six hex
+# digits alone ("123456" of the phone number) turn up by chance in any sealed column rendered as hex, so those
+# pieces are looked for as whole runs of ten or more instead (the phone number).
+SECRETS = tuple(
+    {piece for s in _WRITTEN for i in range(len(s) - 5) if re.search("[^0-9a-fA-F]", piece := s[i : i + 6])}
+    | {run for s in _WRITTEN for run in re.findall("[0-9a-fA-F]{10,}", s)}
+)
 # Attributes every LogRecord has; anything else on a record came from `extra=`.
 _STANDARD = frozenset(vars(logging.LogRecord("x", logging.INFO, "x", 0, "x", None, None))) | {"message", "asctime"}
 
