@@ -383,19 +383,25 @@ class Federation:
         }
         remote_id, card = await self._decide(partner, body, item.discloses)
         verification_id = new_id("vrf")
-        await self._forwarded.record(
-            store.ForwardedRecord(
-                verification_id,
-                partner.issuer,
-                remote_id,
-                venue.merchant_id,
-                item.item_code,
-                venue.terminal_id,
-                venue.place,
-                sorted(k for k in card if k != "region"),
-                to_datetime(now),
+        try:
+            await self._forwarded.record(
+                store.ForwardedRecord(
+                    verification_id,
+                    partner.issuer,
+                    remote_id,
+                    venue.merchant_id,
+                    item.item_code,
+                    venue.terminal_id,
+                    venue.place,
+                    sorted(k for k in card if k != "region"),
+                    to_datetime(now),
+                )
             )
-        )
+        except asyncpg.UniqueViolationError as exc:
+            # a partner's verification id names one verification: an accept under an id it gave before is not one
+            PARTNER_CALLS.labels(issuer=partner.issuer, outcome="malformed").inc()
+            log.warning("partner answer refused", extra={"issuer": partner.issuer, "why": "verification id reused"})
+            raise Refusal("issuer_unavailable", f"issuer {partner.issuer} answered what it may not") from exc
         return Verification(verification_id, item.item_code, now, card)
 
     async def _partner_key(self, partner: Partner) -> Client:

@@ -197,6 +197,24 @@ async def test_accepts_arriving_together_are_each_recorded_under_the_id_their_te
     assert len({r["remote_verification_id"] for r in rows}) == 5
 
 
+async def test_an_accept_under_a_verification_id_the_partner_gave_before_is_issuer_unavailable(
+    world: World, partner: ScriptedPartner
+) -> None:
+    library = await world.merchant([JOINT])
+    # every answer signed afresh for its own request, every one under the same verification id
+    partner.answer = partner.signed_accept({"region": "sc", "pseudonym": "psn_abcdefgh"}, verification_id="vrf_r_1")
+    assert (await world.verify(library, partner.code(), JOINT)).status_code == 200
+
+    refused = await world.verify(library, partner.code(), JOINT)
+
+    assert problem(refused) == (503, "issuer_unavailable"), refused.text
+    assert refused.headers.get("retry-after")
+    async with world.app.state.pool.acquire() as conn:
+        assert await conn.fetchval("SELECT count(*) FROM forwarded_verifications") == 1
+    metrics = (await world.client.get("/metrics")).text
+    assert 'ecard_partner_calls_total{issuer="zz",outcome="malformed"} 1.0' in metrics
+
+
 def _replayed(partner: ScriptedPartner) -> Answer:
     """The partner's genuine signed answer to an earlier request, sent again as the answer to this one."""
     earlier: list[tuple[bytes, dict[str, str]]] = []
