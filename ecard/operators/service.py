@@ -71,7 +71,7 @@ class Operators:
 
     async def add(self, username: str, password: str | None = None) -> tuple[str, str]:
         """Create an operator; returns (password, otpauth URI). Refuses a taken username."""
-        if not username or len(username) > 64 or not username.replace("-", "").replace("_", "").isalnum():
+        if not _valid_username(username):
             raise Refusal("invalid_request", "username: letters, digits, - and _ only (at most 64)")
         password = password or secrets.token_urlsafe(18)
         if len(password) < 12:
@@ -94,7 +94,8 @@ class Operators:
         now = self._clock.now()
         source = source_of(address)
         attempt = await self._admit(username, source, now)
-        found = await self._store.credentials(username)
+        # a name `add` would refuse is nobody's, and is not looked up (PostgreSQL refuses a NUL in text)
+        found = await self._store.credentials(username) if _valid_username(username) else None
         creds = found or self._nobody
         try:
             password_ok = await LOGINS.verify(found.password_hash if found else None, password)
@@ -170,3 +171,8 @@ class Operators:
     async def log_out_everywhere(self, operator_id: str) -> None:
         """End every session of the operator, on every device."""
         await self._store.end_sessions(operator_id, operator_id, "operator.logout", {"sessions": "all"})
+
+
+def _valid_username(username: str) -> bool:
+    """Letters, digits, - and _, at most 64: the names `add` gives."""
+    return 0 < len(username) <= 64 and username.replace("-", "").replace("_", "").isalnum()

@@ -115,6 +115,17 @@ async def test_wrong_password_wrong_totp_and_unknown_user_get_the_same_answer(wo
     assert await session_keys(world) == []
 
 
+async def test_a_username_no_operator_could_have_is_refused_like_a_wrong_one(world: World) -> None:
+    # found by the fuzz: a NUL in the username reached PostgreSQL, which refuses it in text, and gave a 500
+    username, password, uri = await new_operator(world)
+
+    for odd in (f"{username}\x00", "\x98\xc0:\x009", username + "x" * 64, ""):
+        answer = await login(world, odd, password, current_totp(world, uri))
+        assert problem(answer) == (401, "operator_credentials_invalid")
+    # the operator itself still logs in
+    assert (await login(world, username, password, current_totp(world, uri))).status_code == 201
+
+
 async def test_a_login_without_a_totp_field_is_an_invalid_request(world: World) -> None:
     username, password, _ = await new_operator(world)
 
